@@ -1,0 +1,227 @@
+"""Typed table models of the ledger; the migrations create the same schema plus its triggers."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Constraint names are the contract between the database and ledger.errors: an IntegrityError
+# is mapped to a domain error by the name of the constraint that refused it.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# System accounts take part in nearly every transfer; their totals live in this many slot rows
+# so that transfers on different wallets never wait on one hot row.
+SYSTEM_ACCOUNT_SLOTS = 16
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        int: BigInteger(),
+        str: Text(),
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB(),
+    }
+
+
+class AccountKind(enum.StrEnum):
+    WALLET = "wallet"
+    SYSTEM = "system"
+
+
+class SystemAccount(enum.StrEnum):
+    """Codes of the per-currency system accounts; gateway clearing adds the gateway name."""
+
+    REVENUE = "revenue"
+    REFUNDS = "refunds"
+    PROMOTIONS = "promotions"
+    HOLDS = "provisioning_holds"
+    ADJUSTMENTS = "adjustments"
+
+    @staticmethod
+    def clearing(gateway: str) -> str:
+        return f"clearing:{gateway}"
+
+
+class TransferKind(enum.StrEnum):
+    POSTED = "posted"
+    PENDING = "pending"
+    POST_PENDING = "post_pending"
+    VOID_PENDING = "void_pending"
+
+
+class Category(enum.StrEnum):
+    """What a transfer is for; only facts that already happened may be forced."""
+
+    TOPUP = "topup"
+    TOPUP_REVERSAL = "topup_reversal"
+    ORDER_PAYMENT = "order_payment"
+    ORDER_REFUND = "order_refund"
+    USAGE = "usage"
+    HOLD = "hold"
+    TRANSFER = "transfer"
+    ADJUSTMENT = "adjustment"
+
+
+FORCEABLE_CATEGORIES = (Category.TOPUP_REVERSAL, Category.USAGE)
+
+
+def _in(column: str, values: Any) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+class Account(Base):
+    """A wallet (credit-normal liability of one owner) or a per-currency system account."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint(_in("kind", AccountKind), name="kind_known"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        CheckConstraint("(kind = 'wallet') = (owner_id IS NOT NULL)", name="wallet_has_owner"),
+        CheckConstraint("(kind = 'system') = (code IS NOT NULL)", name="system_has_code"),
+        CheckConstraint("length(owner_id) BETWEEN 1 AND 255", name="owner_id_length"),
+        CheckConstraint("overdraft_limit_minor >= 0", name="overdraft_limit_nonnegative"),
+        CheckConstraint(
+            "debits_posted >= 0 AND credits_posted >= 0"
+            " AND debits_pending >= 0 AND credits_pending >= 0",
+            name="totals_nonnegative",
+        ),
+        CheckConstraint(
+            "kind = 'wallet' OR (debits_posted = 0 AND credits_posted = 0"
+            " AND debits_pending = 0 AND credits_pending = 0)",
+            name="system_totals_in_slots",
+        ),
+        UniqueConstraint("owner_id", "currency"),
+        UniqueConstraint("code", "currency"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()")
+    )
+    kind: Mapped[str]
+    owner_id: Mapped[str | None]
+    code: Mapped[str | None]
+    currency: Mapped[str] = mapped_column(String(3))
+    overdraft_limit_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    debits_posted: Mapped[int] = mapped_column(default=0, server_default="0")
+    credits_posted: Mapped[int] = mapped_column(default=0, server_default="0")
+    debits_pending: Mapped[int] = mapped_column(default=0, server_default="0")
+    credits_pending: Mapped[int] = mapped_column(default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AccountSlot(Base):
+    """One of a system account's total slots; the account's totals are the sum of its slots."""
+
+    __tablename__ = "account_slots"
+    __table_args__ = (
+        CheckConstraint(f"slot >= 0 AND slot < {SYSTEM_ACCOUNT_SLOTS}", name="slot_in_range"),
+        # A hold may be released from another slot than it went into, so only the account's
+        # sum of pending totals is non-negative; `walletctl verify` checks that sum.
+        CheckConstraint("debits_posted >= 0 AND credits_posted >= 0", name="posted_nonnegative"),
+    )
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    debits_posted: Mapped[int] = mapped_column(server_default="0")
+    credits_posted: Mapped[int] = mapped_column(server_default="0")
+    debits_pending: Mapped[int] = mapped_column(server_default="0")
+    credits_pending: Mapped[int] = mapped_column(server_default="0")
+
+
+class Transfer(Base):
+    """An immutable movement of money from a debit account to a credit account.
+
+    A pending transfer (a hold) is later resolved by a second transfer of kind post_pending
+    (full or partial) or void_pending that references it; at most one resolution each.
+    """
+
+    __tablename__ = "transfers"
+    # The accounts are checked by the ledger_apply_transfer trigger (they exist, and share the
+    # transfer's currency), not by foreign keys: a foreign key would share-lock the system
+    # account's row in every transfer, the one hot row its slots exist to avoid. Accounts are
+    # never deleted and never change currency, so the check cannot be raced.
+    __table_args__ = (
+        CheckConstraint(_in("kind", TransferKind), name="kind_known"),
+        CheckConstraint(_in("category", Category), name="category_known"),
+        CheckConstraint("amount_minor > 0 AND amount_minor <= 1000000000000000", name="amount"),
+        CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
+        CheckConstraint(
+            "(kind IN ('post_pending', 'void_pending')) = (pending_id IS NOT NULL)",
+            name="resolution_names_pending",
+        ),
+        CheckConstraint("(kind = 'pending') = (expires_at IS NOT NULL)", name="pending_has_expiry"),
+        CheckConstraint(
+            f"NOT forced OR (kind = 'posted' AND {_in('category', FORCEABLE_CATEGORIES)})",
+            name="forced_only_for_facts",
+        ),
+        CheckConstraint("length(idempotency_key) BETWEEN 1 AND 255", name="key_length"),
+        Index("ix_transfers_debit_account_id", "debit_account_id", "id"),
+        Index("ix_transfers_credit_account_id", "credit_account_id", "id"),
+        # At most one resolution per hold. Partial, so the NULLs of ordinary transfers do not
+        # all crowd into one hot index page.
+        Index(
+            "uq_transfers_pending_id",
+            "pending_id",
+            unique=True,
+            postgresql_where=text("pending_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_transfers_open_pending_expiry",
+            "expires_at",
+            postgresql_where=text("kind = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(unique=True)
+    kind: Mapped[str]
+    category: Mapped[str]
+    debit_account_id: Mapped[uuid.UUID]
+    credit_account_id: Mapped[uuid.UUID]
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    pending_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"))
+    expires_at: Mapped[datetime | None]
+    forced: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    memo: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AuditEntry(Base):
+    """Who did what, when: every manual correction and mutating API call."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    actor: Mapped[str]
+    action: Mapped[str]
+    subject: Mapped[str]
+    request_id: Mapped[str | None]
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))

@@ -1,0 +1,79 @@
+"""Money: an integer count of minor units and an ISO 4217 currency code."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from babel.numbers import get_currency_precision, list_currencies
+
+from ledger.errors import MoneyError, UnknownCurrency
+
+# Larger than any real wallet movement, far below the 2**63 of a bigint total.
+AMOUNT_MINOR_MAX = 10**15
+
+
+@functools.cache
+def _iso_currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+def validate_currency(code: str) -> str:
+    """Return `code` if it is a known ISO 4217 currency; raise UnknownCurrency otherwise."""
+    if not isinstance(code, str) or code not in _iso_currencies():
+        raise UnknownCurrency(f"unknown currency code: {code!r}; use an ISO 4217 code like 'ZAR'")
+    return code
+
+
+def exponent(currency: str) -> int:
+    """Number of decimal places of the currency's minor unit (2 for ZAR, 0 for JPY)."""
+    return int(get_currency_precision(validate_currency(currency)))
+
+
+def validate_amount_minor(amount_minor: object) -> int:
+    """Return a positive integer amount within AMOUNT_MINOR_MAX; raise MoneyError otherwise."""
+    if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
+        raise MoneyError(f"amount must be an integer count of minor units, not {amount_minor!r}")
+    if not 0 < amount_minor <= AMOUNT_MINOR_MAX:
+        raise MoneyError(f"amount must be between 1 and {AMOUNT_MINOR_MAX} minor units")
+    return amount_minor
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """A non-negative amount of one currency in minor units."""
+
+    amount_minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        validate_currency(self.currency)
+        if isinstance(self.amount_minor, bool) or not isinstance(self.amount_minor, int):
+            raise MoneyError(f"amount must be an integer count of minor units: {self!r}")
+        if not 0 <= self.amount_minor <= AMOUNT_MINOR_MAX:
+            raise MoneyError(f"amount out of range: {self!r}")
+
+    @classmethod
+    def parse(cls, major: str | Decimal, currency: str) -> Money:
+        """Parse a decimal amount in major units ("10.50" ZAR -> 1050 minor).
+
+        Raises MoneyError for text that is not a plain decimal, a negative amount, or more
+        decimal places than the currency has (no rounding: a sub-cent amount is an error).
+        """
+        places = exponent(currency)
+        try:
+            value = major if isinstance(major, Decimal) else Decimal(major.strip())
+        except (InvalidOperation, AttributeError) as exc:
+            raise MoneyError(f"not a decimal amount: {major!r}") from exc
+        if not value.is_finite():
+            raise MoneyError(f"not a finite amount: {major!r}")
+        scaled = value.scaleb(places)
+        if scaled != scaled.to_integral_value():
+            raise MoneyError(f"{major!r} has more than {places} decimal places for {currency}")
+        return cls(int(scaled), currency)
+
+    def format_major(self) -> str:
+        """The amount in major units as a plain decimal string ("10.50")."""
+        places = exponent(self.currency)
+        return f"{Decimal(self.amount_minor).scaleb(-places):.{places}f}"

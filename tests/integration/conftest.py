@@ -1,0 +1,50 @@
+"""Helpers for tests against the real ledger database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.account import WalletBalance, get_wallet, open_wallet, wallet_balance
+from ledger.adjustment import Direction, adjust
+
+MakeWallet = Callable[..., uuid.UUID]
+
+
+@pytest.fixture
+def make_wallet(sessions: sessionmaker[Session]) -> MakeWallet:
+    """Open a wallet for a new owner, funded by an adjustment when `funded_minor` > 0."""
+
+    def make(funded_minor: int = 0, currency: str = "ZAR", overdraft_limit_minor: int = 0):
+        with sessions.begin() as session:
+            wallet = open_wallet(
+                session,
+                f"owner-{uuid.uuid4()}",
+                currency,
+                overdraft_limit_minor=overdraft_limit_minor,
+            )
+            session.flush()
+            if funded_minor:
+                adjust(
+                    session,
+                    wallet_id=wallet.id,
+                    direction=Direction.CREDIT,
+                    amount_minor=funded_minor,
+                    reason="test funding",
+                    actor="tests",
+                )
+            return wallet.id
+
+    return make
+
+
+@pytest.fixture
+def balance_of(sessions: sessionmaker[Session]) -> Callable[[uuid.UUID], WalletBalance]:
+    def read(wallet_id: uuid.UUID) -> WalletBalance:
+        with sessions() as session:
+            return wallet_balance(get_wallet(session, wallet_id))
+
+    return read

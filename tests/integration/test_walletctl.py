@@ -1,0 +1,179 @@
+"""walletctl on a fresh database: upgrade, create, adjust, show, verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from walletctl.cli import cli
+
+
+@pytest.fixture
+def walletctl(fresh_database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(cli, ["--json", *args], catch_exceptions=False)
+
+    return run
+
+
+def output(result):
+    return json.loads(result.output)
+
+
+def test_the_operator_flow(walletctl):
+    assert walletctl("db", "upgrade").exit_code == 0
+    created = walletctl("wallet", "create", "--owner", "acme", "--currency", "ZAR")
+    assert created.exit_code == 0, created.output
+    wallet = output(created)["id"]
+
+    credit = walletctl(
+        "adjust",
+        "--wallet",
+        wallet,
+        "--credit",
+        "2000",
+        "--reason",
+        "goodwill",
+        "--idempotency-key",
+        "ticket-1",
+    )
+    assert output(credit)["balance_minor"] == 2000
+    replay = walletctl(
+        "adjust",
+        "--wallet",
+        wallet,
+        "--credit",
+        "2000",
+        "--reason",
+        "goodwill",
+        "--idempotency-key",
+        "ticket-1",
+    )
+    assert output(replay)["replayed"] is True
+
+    debit = walletctl("adjust", "--wallet", wallet, "--debit", "300", "--reason", "correction")
+    assert output(debit)["available_minor"] == 1700
+
+    shown = output(walletctl("wallet", "show", wallet))
+    assert (shown["balance_minor"], shown["available_minor"], shown["held_minor"]) == (
+        1700,
+        1700,
+        0,
+    )
+    verified = walletctl("verify")
+    assert verified.exit_code == 0
+    assert output(verified) == {"ok": True, "breaches": []}
+
+
+def test_a_debit_beyond_available_fails_clearly(walletctl):
+    wallet = output(walletctl("wallet", "create", "--owner", "acme", "--currency", "ZAR"))["id"]
+    result = walletctl("adjust", "--wallet", wallet, "--debit", "1", "--reason", "oops")
+    assert result.exit_code == 1
+    assert "cannot cover a debit of 1" in result.output
+    assert "walletctl wallet show" in result.output
+
+
+def test_adjustments_are_audited(walletctl, fresh_database_url):
+    wallet = output(walletctl("wallet", "create", "--owner", "acme", "--currency", "ZAR"))["id"]
+    walletctl(
+        "adjust",
+        "--wallet",
+        wallet,
+        "--credit",
+        "500",
+        "--reason",
+        "refund of ticket 9",
+        "--actor",
+        "ops:alice",
+        "--idempotency-key",
+        "t9",
+    )
+    walletctl(
+        "adjust",
+        "--wallet",
+        wallet,
+        "--credit",
+        "500",
+        "--reason",
+        "refund of ticket 9",
+        "--actor",
+        "ops:alice",
+        "--idempotency-key",
+        "t9",
+    )
+    with psycopg.connect(fresh_database_url) as connection:
+        rows = connection.execute(
+            "SELECT actor, action, subject, details->>'reason' FROM audit_log"
+        ).fetchall()
+    assert rows == [("ops:alice", "wallet.adjust.credit", wallet, "refund of ticket 9")]
+
+
+def test_verify_catches_a_tampered_total(walletctl, fresh_database_url):
+    wallet = output(walletctl("wallet", "create", "--owner", "acme", "--currency", "ZAR"))["id"]
+    walletctl("adjust", "--wallet", wallet, "--credit", "500", "--reason", "seed")
+    with psycopg.connect(fresh_database_url, autocommit=True) as connection:
+        # Only someone who switches the guards off can do this; verify must still see it.
+        connection.execute("ALTER TABLE accounts DISABLE TRIGGER USER")
+        connection.execute(
+            "UPDATE accounts SET credits_posted = credits_posted + 1 WHERE id = %s", (wallet,)
+        )
+    result = walletctl("verify")
+    assert result.exit_code == 1
+    checks = {(b["check"], b["subject"]) for b in output(result)["breaches"]}
+    assert ("cached_totals", f"account {wallet}") in checks
+    assert ("zero_sum", "currency ZAR") in checks
+
+
+def test_errors_say_what_to_do(walletctl, monkeypatch):
+    missing = walletctl("wallet", "show", str(uuid.uuid4()))
+    assert missing.exit_code == 1
+    assert "no wallet with id" in missing.output
+    both = walletctl("adjust", "--wallet", str(uuid.uuid4()), "--reason", "x")
+    assert both.exit_code == 2
+    assert "exactly one of --credit N or --debit N" in both.output
+    bad_currency = walletctl("wallet", "create", "--owner", "acme", "--currency", "ZZZ")
+    assert bad_currency.exit_code == 1
+    assert "ISO 4217" in bad_currency.output
+    monkeypatch.setenv("DATABASE_URL", "postgresql://127.0.0.1:1/nowhere")
+    down = walletctl("wallet", "show", str(uuid.uuid4()))
+    assert down.exit_code == 1
+    assert "cannot reach the database" in down.output
+
+
+def test_an_unmigrated_database_points_to_db_upgrade(databases, monkeypatch):
+    name = f"walletpipe_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(databases.admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        monkeypatch.setenv("DATABASE_URL", databases.admin.rsplit("/", 1)[0] + f"/{name}")
+        result = CliRunner().invoke(cli, ["wallet", "show", str(uuid.uuid4())])
+        assert result.exit_code == 1
+        assert "walletctl db upgrade" in result.output
+    finally:
+        databases.drop(name)
+
+
+def test_the_installed_console_script_runs(fresh_database_url):
+    script = Path(sys.executable).with_name("walletctl")
+    env = {**os.environ, "DATABASE_URL": fresh_database_url}
+    result = subprocess.run(
+        [str(script), "--json", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["ok"] is True

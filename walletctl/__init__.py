@@ -1,0 +1,1 @@
+"""walletctl: the operators' command line."""

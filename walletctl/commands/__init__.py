@@ -1,0 +1,1 @@
+"""walletctl commands, one module each."""

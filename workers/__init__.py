@@ -1,0 +1,1 @@
+"""Dramatiq workers that apply ledger effects exactly once."""
