@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -225,3 +226,66 @@ class AuditEntry(Base):
     subject: Mapped[str]
     request_id: Mapped[str | None]
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+
+
+class InboxStatus(enum.StrEnum):
+    """Where a gateway event stands; the receiver writes `received` or `ignored`."""
+
+    RECEIVED = "received"
+    IGNORED = "ignored"
+    APPLIED = "applied"
+    PARKED = "parked"
+    NEEDS_REVIEW = "needs_review"
+
+
+class InboxEvent(Base):
+    """A verified gateway event, durable before the gateway hears 2xx; applied at most once."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (
+        UniqueConstraint("gateway", "event_id"),
+        CheckConstraint(_in("status", InboxStatus), name="status_known"),
+        CheckConstraint("length(event_id) BETWEEN 1 AND 255", name="event_id_length"),
+        CheckConstraint("amount_minor IS NULL OR amount_minor > 0", name="amount_positive"),
+        CheckConstraint("currency IS NULL OR currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        # The relay looks for events still waiting to be applied.
+        Index(
+            "ix_inbox_events_waiting",
+            "received_at",
+            postgresql_where=text("status IN ('received', 'parked')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    gateway: Mapped[str]
+    event_id: Mapped[str]
+    kind: Mapped[str]
+    payment_id: Mapped[str | None]
+    amount_minor: Mapped[int | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    reference: Mapped[str | None]
+    payment_method: Mapped[str | None]
+    occurred_at: Mapped[datetime | None]
+    payload: Mapped[dict[str, Any]]
+    payload_sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(server_default=InboxStatus.RECEIVED.value)
+    status_reason: Mapped[str | None]
+    retry_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    applied_at: Mapped[datetime | None]
+
+
+class InboxConflict(Base):
+    """A repeat of a known gateway event id with another payload: kept for review, never applied."""
+
+    __tablename__ = "inbox_conflicts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    inbox_event_id: Mapped[int] = mapped_column(ForeignKey("inbox_events.id"), index=True)
+    payload: Mapped[dict[str, Any]]
+    payload_sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -12,6 +13,9 @@ from ledger.errors import MoneyError, UnknownCurrency
 
 # Larger than any real wallet movement, far below the 2**63 of a bigint total.
 AMOUNT_MINOR_MAX = 10**15
+# What a gateway or a person writes for an amount: ASCII digits, an optional fraction. Decimal
+# alone would also take "1e3", "1_000", "+5" and non-ASCII digits.
+_PLAIN_DECIMAL = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,18})?", re.ASCII)
 
 
 @functools.cache
@@ -58,16 +62,21 @@ class Money:
     def parse(cls, major: str | Decimal, currency: str) -> Money:
         """Parse a decimal amount in major units ("10.50" ZAR -> 1050 minor).
 
-        Raises MoneyError for text that is not a plain decimal, a negative amount, or more
-        decimal places than the currency has (no rounding: a sub-cent amount is an error).
+        Text must be ASCII digits with an optional fraction. Raises MoneyError for anything
+        else, a negative amount, or more decimal places than the currency has (no rounding: a
+        sub-cent amount is an error).
         """
         places = exponent(currency)
+        if isinstance(major, str):
+            if not _PLAIN_DECIMAL.fullmatch(major.strip()):
+                raise MoneyError(f"not a plain decimal amount like 10.50: {major!r}")
+            major = major.strip()
         try:
-            value = major if isinstance(major, Decimal) else Decimal(major.strip())
-        except (InvalidOperation, AttributeError) as exc:
+            value = Decimal(major)
+        except (InvalidOperation, TypeError) as exc:
             raise MoneyError(f"not a decimal amount: {major!r}") from exc
-        if not value.is_finite():
-            raise MoneyError(f"not a finite amount: {major!r}")
+        if not value.is_finite() or value < 0:
+            raise MoneyError(f"not a non-negative finite amount: {major!r}")
         scaled = value.scaleb(places)
         if scaled != scaled.to_integral_value():
             raise MoneyError(f"{major!r} has more than {places} decimal places for {currency}")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import redis
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +17,8 @@ from ledger.db import make_engine, make_session_factory
 from ledger.migrate import upgrade
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://localhost/walletpipe_test")
+# A database index of its own, so tests never feed the workers of a running `make run`.
+TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "redis://localhost:6379/14")
 
 
 def require_service(name: str, error: Exception) -> None:
@@ -102,3 +105,22 @@ def fresh_database_url(databases: Databases) -> Iterator[str]:
     url = databases.create(name)
     yield url
     databases.drop(name)
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    """The test Redis (emptied at the start of the session)."""
+    client = redis.Redis.from_url(TEST_BROKER_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        require_service("Redis", exc)
+    return TEST_BROKER_URL
+
+
+@pytest.fixture
+def redis_client(broker_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(broker_url)
+    client.flushdb()
+    yield client
+    client.close()

@@ -39,6 +39,14 @@ def test_parse_major_units_exactly(text, currency, minor):
         ("Infinity", "USD"),
         ("-1", "ZAR"),
         ("", "ZAR"),
+        ("1e3", "ZAR"),
+        ("1_000", "ZAR"),
+        ("+5", "ZAR"),
+        ("\u0661\u0662", "ZAR"),  # Arabic-Indic digits
+        (".5", "ZAR"),
+        ("5.", "ZAR"),
+        (Decimal("-1"), "ZAR"),
+        (Decimal("NaN"), "ZAR"),
     ],
 )
 def test_parse_refuses_what_is_not_exact_money(text, currency):
