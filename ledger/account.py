@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ledger import totals
 from ledger.db import constraint_name
 from ledger.errors import AccountNotFound, InvariantViolation, WalletExists
-from ledger.models import Account, AccountKind, AccountSlot
+from ledger.models import Account, AccountKind
 from ledger.money import AMOUNT_MINOR_MAX, validate_currency
 
 # Fixed namespace: a system account's id is derived from its code and currency, so every
@@ -120,21 +121,20 @@ def system_account_id(session: Session, code: str, currency: str) -> uuid.UUID:
 
 
 def account_totals(session: Session, account_id: uuid.UUID) -> Totals:
-    """The account's totals: its own row for a wallet, the sum of its slots for a system account."""
+    """The account's totals: cached on a wallet's row, derived from the transfers otherwise.
+
+    A system account's totals are an aggregate over all its transfers: for reports and
+    reconciliation, not for a hot path.
+    """
     account = session.get(Account, account_id)
     if account is None:
         raise AccountNotFound(f"no account with id {account_id}")
-    slots = session.execute(
-        select(
-            func.coalesce(func.sum(AccountSlot.debits_posted), 0),
-            func.coalesce(func.sum(AccountSlot.credits_posted), 0),
-            func.coalesce(func.sum(AccountSlot.debits_pending), 0),
-            func.coalesce(func.sum(AccountSlot.credits_pending), 0),
-        ).where(AccountSlot.account_id == account_id)
-    ).one()
-    return Totals(
-        debits_posted=account.debits_posted + int(slots[0]),
-        credits_posted=account.credits_posted + int(slots[1]),
-        debits_pending=account.debits_pending + int(slots[2]),
-        credits_pending=account.credits_pending + int(slots[3]),
-    )
+    if account.kind == AccountKind.WALLET:
+        return Totals(
+            account.debits_posted,
+            account.credits_posted,
+            account.debits_pending,
+            account.credits_pending,
+        )
+    row = session.execute(text(totals.ONE_ACCOUNT), {"account_id": account_id}).one()
+    return Totals(*(int(value) for value in row))

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     MetaData,
-    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -34,10 +33,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-# System accounts take part in nearly every transfer; their totals live in this many slot rows
-# so that transfers on different wallets never wait on one hot row.
-SYSTEM_ACCOUNT_SLOTS = 16
 
 
 class Base(DeclarativeBase):
@@ -97,7 +92,11 @@ def _in(column: str, values: Any) -> str:
 
 
 class Account(Base):
-    """A wallet (credit-normal liability of one owner) or a per-currency system account."""
+    """A wallet (credit-normal liability of one owner) or a per-currency system account.
+
+    Only wallets cache their totals here. A system account's totals are derived from its
+    transfers when read, so no transfer writes or locks a system account row.
+    """
 
     __tablename__ = "accounts"
     __table_args__ = (
@@ -115,7 +114,7 @@ class Account(Base):
         CheckConstraint(
             "kind = 'wallet' OR (debits_posted = 0 AND credits_posted = 0"
             " AND debits_pending = 0 AND credits_pending = 0)",
-            name="system_totals_in_slots",
+            name="system_totals_derived",
         ),
         UniqueConstraint("owner_id", "currency"),
         UniqueConstraint("code", "currency"),
@@ -134,25 +133,6 @@ class Account(Base):
     debits_pending: Mapped[int] = mapped_column(default=0, server_default="0")
     credits_pending: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-class AccountSlot(Base):
-    """One of a system account's total slots; the account's totals are the sum of its slots."""
-
-    __tablename__ = "account_slots"
-    __table_args__ = (
-        CheckConstraint(f"slot >= 0 AND slot < {SYSTEM_ACCOUNT_SLOTS}", name="slot_in_range"),
-        # A hold may be released from another slot than it went into, so only the account's
-        # sum of pending totals is non-negative; `walletctl verify` checks that sum.
-        CheckConstraint("debits_posted >= 0 AND credits_posted >= 0", name="posted_nonnegative"),
-    )
-
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
-    slot: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    debits_posted: Mapped[int] = mapped_column(server_default="0")
-    credits_posted: Mapped[int] = mapped_column(server_default="0")
-    debits_pending: Mapped[int] = mapped_column(server_default="0")
-    credits_pending: Mapped[int] = mapped_column(server_default="0")
 
 
 class Transfer(Base):

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger.account import system_account_id
+from ledger.account import Totals, account_totals, system_account_id
 from ledger.errors import (
     InsufficientFunds,
     PendingAlreadyResolved,
@@ -146,3 +146,34 @@ def test_an_expired_hold_cannot_be_posted_and_is_voided_by_expiry(
     assert (balance.balance_minor, balance.available_minor) == (1000, 1000)
     with sessions.begin() as session:
         assert hold.id not in {v.pending_id for v in void_expired(session, datetime.now(UTC))}
+
+
+def test_system_account_totals_are_derived_from_their_transfers(sessions, make_wallet):
+    # CHF is used by no other test, so these system accounts see only this test's transfers.
+    wallet = make_wallet(funded_minor=1000, currency="CHF")
+    with sessions.begin() as session:
+        holds = system_account_id(session, SystemAccount.HOLDS, "CHF")
+        adjustments = system_account_id(session, SystemAccount.ADJUSTMENTS, "CHF")
+        placed = [
+            transfer(
+                session,
+                TransferRequest(
+                    f"hold:{uuid.uuid4()}",
+                    wallet,
+                    holds,
+                    amount,
+                    "CHF",
+                    Category.HOLD,
+                    expires_at=datetime.now(UTC) + timedelta(hours=1),
+                ),
+            ).transfer
+            for amount in (300, 200)
+        ]
+    with sessions.begin() as session:
+        post_pending(
+            session, placed[0].id, idempotency_key=f"post:{placed[0].id}", amount_minor=120
+        )
+    with sessions() as session:
+        assert account_totals(session, holds) == Totals(0, 120, 0, 200)
+        assert account_totals(session, adjustments) == Totals(1000, 0, 0, 0)
+        assert account_totals(session, wallet) == Totals(120, 1000, 200, 0)

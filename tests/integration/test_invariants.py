@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger.account import system_account_id
 from ledger.db import constraint_name
-from ledger.models import Account, AccountSlot, Category, SystemAccount, Transfer
+from ledger.models import Account, Category, SystemAccount, Transfer
 
 RAW_INSERT = text("""
     INSERT INTO transfers (idempotency_key, kind, category, debit_account_id,
@@ -164,16 +164,19 @@ def test_cached_totals_cannot_be_written_directly(sessions, funded, revenue):
         session.get(Account, funded).credits_posted += 1_000_000
 
     assert orm_refused_by(sessions, bump) == "ck_accounts_totals_from_transfers"
-    assert refused_by(
-        sessions,
-        text("INSERT INTO account_slots (account_id, slot, credits_posted) VALUES (:id, 3, 9)"),
-        {"id": revenue},
-    ) in {"ck_account_slots_totals_from_transfers"}
     assert (
-        orm_refused_by(
-            sessions, lambda s: s.add(AccountSlot(account_id=revenue, slot=15, debits_posted=1))
+        refused_by(
+            sessions,
+            text("UPDATE accounts SET debits_posted = 5 WHERE id = :id"),
+            {"id": revenue},
         )
-        == "ck_account_slots_totals_from_transfers"
+        == "ck_accounts_totals_from_transfers"
+    )
+    assert (
+        refused_by(
+            sessions, text("UPDATE accounts SET currency = 'USD' WHERE id = :id"), {"id": funded}
+        )
+        == "ck_accounts_totals_from_transfers"
     )
     assert (
         refused_by(

@@ -1,4 +1,4 @@
-"""Ledger core: accounts, slots, immutable transfers, audit log, and the triggers that guard money.
+"""Ledger core: accounts, immutable transfers, audit log, and the triggers that guard money.
 
 Revision ID: 0001
 Revises:
@@ -21,54 +21,11 @@ depends_on: str | Sequence[str] | None = None
 # it, so no code path (ORM, raw SQL, a second process) can move money without a transfer or
 # spend a wallet below its overdraft limit. Errors carry a constraint name that
 # ledger.errors maps to a domain exception.
+#
+# Only wallets cache totals. System accounts take part in nearly every transfer; their totals
+# are derived from the transfers when read (verify, reconciliation), so no system account row
+# is written, or locked, by every transfer.
 LEDGER_FUNCTIONS = """
-CREATE FUNCTION ledger_bump(
-    p_account uuid, p_kind text, p_slot integer,
-    d_debits_posted bigint, d_credits_posted bigint,
-    d_debits_pending bigint, d_credits_pending bigint,
-    p_guard boolean
-) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF p_kind = 'system' THEN
-        UPDATE account_slots SET
-            debits_posted = debits_posted + d_debits_posted,
-            credits_posted = credits_posted + d_credits_posted,
-            debits_pending = debits_pending + d_debits_pending,
-            credits_pending = credits_pending + d_credits_pending
-        WHERE account_id = p_account AND slot = p_slot;
-        IF FOUND THEN
-            RETURN;
-        END IF;
-        -- First use of this slot. CHECKs see the proposed row before ON CONFLICT resolves it,
-        -- so the slot's posted totals, which only grow, are the ones a CHECK guards.
-        INSERT INTO account_slots AS s
-            (account_id, slot, debits_posted, credits_posted, debits_pending, credits_pending)
-        VALUES (p_account, p_slot, d_debits_posted, d_credits_posted,
-                d_debits_pending, d_credits_pending)
-        ON CONFLICT (account_id, slot) DO UPDATE SET
-            debits_posted = s.debits_posted + EXCLUDED.debits_posted,
-            credits_posted = s.credits_posted + EXCLUDED.credits_posted,
-            debits_pending = s.debits_pending + EXCLUDED.debits_pending,
-            credits_pending = s.credits_pending + EXCLUDED.credits_pending;
-        RETURN;
-    END IF;
-    -- The guard is evaluated on the locked, latest row version: it holds under any concurrency.
-    UPDATE accounts SET
-        debits_posted = debits_posted + d_debits_posted,
-        credits_posted = credits_posted + d_credits_posted,
-        debits_pending = debits_pending + d_debits_pending,
-        credits_pending = credits_pending + d_credits_pending
-    WHERE id = p_account
-      AND (NOT p_guard
-           OR credits_posted - (debits_posted + d_debits_posted)
-              - (debits_pending + d_debits_pending) >= -overdraft_limit_minor);
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'insufficient funds: wallet % cannot cover this debit', p_account
-            USING ERRCODE = 'check_violation', TABLE = 'accounts',
-                  CONSTRAINT = 'ck_accounts_available_covers_spend';
-    END IF;
-END $$;
-
 CREATE FUNCTION ledger_fail(p_constraint text, p_message text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -83,20 +40,19 @@ DECLARE
     v_debit_currency text;
     v_credit_kind text;
     v_credit_currency text;
-    v_slot integer;
     v_posted bigint;
-    d_debit bigint[];
-    d_credit bigint[];
+    v_pending bigint;
 BEGIN
-    SELECT kind, currency INTO v_debit_kind, v_debit_currency
-        FROM accounts WHERE id = NEW.debit_account_id;
-    SELECT kind, currency INTO v_credit_kind, v_credit_currency
-        FROM accounts WHERE id = NEW.credit_account_id;
-    IF v_debit_kind IS NULL OR v_credit_kind IS NULL THEN
-        PERFORM ledger_fail('ck_transfers_accounts_exist',
-            format('no account with id %s',
-                   CASE WHEN v_debit_kind IS NULL THEN NEW.debit_account_id
-                        ELSE NEW.credit_account_id END));
+    -- Accounts are never deleted and never change kind or currency, so this unlocked read
+    -- cannot be raced; a foreign key would instead share-lock both rows on every transfer.
+    SELECT d.kind, d.currency, c.kind, c.currency
+      INTO v_debit_kind, v_debit_currency, v_credit_kind, v_credit_currency
+      FROM accounts d, accounts c
+     WHERE d.id = NEW.debit_account_id AND c.id = NEW.credit_account_id;
+    IF NOT FOUND THEN
+        PERFORM ledger_fail('ck_transfers_accounts_exist', format('no account with id %s',
+            CASE WHEN EXISTS (SELECT FROM accounts WHERE id = NEW.debit_account_id)
+                 THEN NEW.credit_account_id ELSE NEW.debit_account_id END));
     END IF;
     IF v_debit_currency <> NEW.currency OR v_credit_currency <> NEW.currency THEN
         PERFORM ledger_fail('ck_transfers_one_currency',
@@ -104,19 +60,17 @@ BEGIN
                    NEW.currency, v_debit_currency, v_credit_currency));
     END IF;
 
-    -- A transaction uses its own backend's slot of each system account: transactions on
-    -- different connections rarely share a slot row, and one transaction holds just one.
-    v_slot := pg_backend_pid() % 16;
+    -- What the transfer adds to the debit side's debits and the credit side's credits.
     IF NEW.kind = 'posted' THEN
-        d_debit := ARRAY[NEW.amount_minor, 0, 0, 0];
-        d_credit := ARRAY[0, NEW.amount_minor, 0, 0];
+        v_posted := NEW.amount_minor;
+        v_pending := 0;
     ELSIF NEW.kind = 'pending' THEN
         IF NEW.expires_at <= NEW.created_at THEN
             PERFORM ledger_fail('ck_transfers_expiry_in_future',
                                 'a pending transfer must expire in the future');
         END IF;
-        d_debit := ARRAY[0, 0, NEW.amount_minor, 0];
-        d_credit := ARRAY[0, 0, 0, NEW.amount_minor];
+        v_posted := 0;
+        v_pending := NEW.amount_minor;
     ELSE
         SELECT * INTO p FROM transfers WHERE id = NEW.pending_id;
         IF p.kind IS DISTINCT FROM 'pending' THEN
@@ -127,37 +81,49 @@ BEGIN
            IS DISTINCT FROM (NEW.debit_account_id, NEW.credit_account_id, NEW.currency)
            OR (NEW.kind = 'void_pending' AND NEW.amount_minor <> p.amount_minor) THEN
             PERFORM ledger_fail('ck_transfers_resolution_matches_pending',
-                                'a resolution must name the accounts and amount of its pending transfer');
+                'a resolution must name the accounts and amount of its pending transfer');
         END IF;
-        IF NEW.kind = 'post_pending' THEN
-            IF NEW.amount_minor > p.amount_minor THEN
-                PERFORM ledger_fail('ck_transfers_post_within_pending',
-                                    'cannot post more than the pending transfer holds');
-            END IF;
-            IF NEW.created_at >= p.expires_at THEN
-                PERFORM ledger_fail('ck_transfers_pending_not_expired',
-                                    'the pending transfer has expired; it can only be voided');
-            END IF;
-            v_posted := NEW.amount_minor;
-        ELSE
-            v_posted := 0;
+        IF NEW.kind = 'post_pending' AND NEW.amount_minor > p.amount_minor THEN
+            PERFORM ledger_fail('ck_transfers_post_within_pending',
+                                'cannot post more than the pending transfer holds');
         END IF;
-        -- The resolution releases the whole hold and posts what it posts.
-        d_debit := ARRAY[v_posted, 0, -p.amount_minor, 0];
-        d_credit := ARRAY[0, v_posted, 0, -p.amount_minor];
+        IF NEW.kind = 'post_pending' AND NEW.created_at >= p.expires_at THEN
+            PERFORM ledger_fail('ck_transfers_pending_not_expired',
+                                'the pending transfer has expired; it can only be voided');
+        END IF;
+        -- A resolution releases the whole hold and posts what it posts.
+        v_posted := CASE WHEN NEW.kind = 'post_pending' THEN NEW.amount_minor ELSE 0 END;
+        v_pending := -p.amount_minor;
     END IF;
 
-    -- Lock the two accounts in id order, so opposite transfers between two wallets never deadlock.
-    IF NEW.debit_account_id < NEW.credit_account_id THEN
-        PERFORM ledger_bump(NEW.debit_account_id, v_debit_kind, v_slot, d_debit[1], d_debit[2], d_debit[3],
-                            d_debit[4], NEW.kind IN ('posted', 'pending') AND NOT NEW.forced);
-        PERFORM ledger_bump(NEW.credit_account_id, v_credit_kind, v_slot, d_credit[1], d_credit[2],
-                            d_credit[3], d_credit[4], false);
-    ELSE
-        PERFORM ledger_bump(NEW.credit_account_id, v_credit_kind, v_slot, d_credit[1], d_credit[2],
-                            d_credit[3], d_credit[4], false);
-        PERFORM ledger_bump(NEW.debit_account_id, v_debit_kind, v_slot, d_debit[1], d_debit[2], d_debit[3],
-                            d_debit[4], NEW.kind IN ('posted', 'pending') AND NOT NEW.forced);
+    IF v_debit_kind = 'wallet' AND v_credit_kind = 'wallet' THEN
+        -- Lock two wallets in id order, so opposite transfers between them never deadlock.
+        PERFORM FROM accounts
+          WHERE id IN (NEW.debit_account_id, NEW.credit_account_id)
+          ORDER BY id FOR NO KEY UPDATE;
+    END IF;
+    IF v_debit_kind = 'wallet' THEN
+        -- The guard is evaluated on the locked, latest row version: it holds under any
+        -- concurrency. Only facts that already happened (forced) may pass it.
+        UPDATE accounts SET
+            debits_posted = debits_posted + v_posted,
+            debits_pending = debits_pending + v_pending
+        WHERE id = NEW.debit_account_id
+          AND (NEW.forced OR NEW.kind NOT IN ('posted', 'pending')
+               OR credits_posted - debits_posted - v_posted - debits_pending - v_pending
+                  >= -overdraft_limit_minor);
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'insufficient funds: wallet % cannot cover this debit',
+                NEW.debit_account_id
+                USING ERRCODE = 'check_violation', TABLE = 'accounts',
+                      CONSTRAINT = 'ck_accounts_available_covers_spend';
+        END IF;
+    END IF;
+    IF v_credit_kind = 'wallet' THEN
+        UPDATE accounts SET
+            credits_posted = credits_posted + v_posted,
+            credits_pending = credits_pending + v_pending
+        WHERE id = NEW.credit_account_id;
     END IF;
     RETURN NULL;
 END $$;
@@ -169,41 +135,24 @@ BEGIN
               CONSTRAINT = 'ck_' || TG_TABLE_NAME || '_append_only';
 END $$;
 
--- Cached totals move only from ledger_apply_transfer (trigger depth 2); a direct write is refused.
-CREATE FUNCTION ledger_refuse_totals() RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'account totals change only through transfers'
-        USING ERRCODE = 'check_violation', TABLE = 'accounts',
-              CONSTRAINT = 'ck_accounts_totals_from_transfers';
-END $$;
-
+-- Fired only by statements outside any trigger (see WHEN below): the ledger's own updates from
+-- ledger_apply_transfer skip it, and any other write of a total, a kind or a currency fails.
 CREATE FUNCTION ledger_guard_account_totals() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF pg_trigger_depth() > 1 THEN
-        RETURN NEW;
-    END IF;
     IF TG_OP = 'INSERT' THEN
         IF (NEW.debits_posted, NEW.credits_posted, NEW.debits_pending, NEW.credits_pending)
-           <> (0::bigint, 0::bigint, 0::bigint, 0::bigint) THEN
-            PERFORM ledger_refuse_totals();
+           = (0::bigint, 0::bigint, 0::bigint, 0::bigint) THEN
+            RETURN NEW;
         END IF;
     ELSIF (NEW.kind, NEW.currency, NEW.debits_posted, NEW.credits_posted,
            NEW.debits_pending, NEW.credits_pending)
-          IS DISTINCT FROM (OLD.kind, OLD.currency, OLD.debits_posted, OLD.credits_posted,
-                            OLD.debits_pending, OLD.credits_pending) THEN
-        PERFORM ledger_refuse_totals();
+          IS NOT DISTINCT FROM (OLD.kind, OLD.currency, OLD.debits_posted, OLD.credits_posted,
+                                OLD.debits_pending, OLD.credits_pending) THEN
+        RETURN NEW;
     END IF;
-    RETURN NEW;
-END $$;
-
-CREATE FUNCTION ledger_guard_slots() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF pg_trigger_depth() > 1 THEN
-        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
-    END IF;
-    RAISE EXCEPTION 'account totals change only through transfers'
-        USING ERRCODE = 'check_violation', TABLE = 'account_slots',
-              CONSTRAINT = 'ck_account_slots_totals_from_transfers';
+    RAISE EXCEPTION 'account totals, kind and currency change only through transfers'
+        USING ERRCODE = 'check_violation', TABLE = 'accounts',
+              CONSTRAINT = 'ck_accounts_totals_from_transfers';
 END $$;
 
 CREATE TRIGGER transfers_apply AFTER INSERT ON transfers
@@ -217,25 +166,19 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 CREATE TRIGGER accounts_guard_totals BEFORE INSERT OR UPDATE ON accounts
-    FOR EACH ROW EXECUTE FUNCTION ledger_guard_account_totals();
+    FOR EACH ROW WHEN (pg_trigger_depth() = 0)
+    EXECUTE FUNCTION ledger_guard_account_totals();
 CREATE TRIGGER accounts_no_delete BEFORE DELETE ON accounts
     FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
 CREATE TRIGGER accounts_no_truncate BEFORE TRUNCATE ON accounts
-    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
-CREATE TRIGGER account_slots_guard_totals BEFORE INSERT OR UPDATE OR DELETE ON account_slots
-    FOR EACH ROW EXECUTE FUNCTION ledger_guard_slots();
-CREATE TRIGGER account_slots_no_truncate BEFORE TRUNCATE ON account_slots
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 """
 
 LEDGER_FUNCTION_NAMES = (
     "ledger_apply_transfer()",
     "ledger_guard_account_totals()",
-    "ledger_guard_slots()",
-    "ledger_refuse_totals()",
     "ledger_refuse_change()",
     "ledger_fail(text, text)",
-    "ledger_bump(uuid, text, integer, bigint, bigint, bigint, bigint, boolean)",
 )
 
 
@@ -267,7 +210,7 @@ def upgrade() -> None:
         sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name=op.f("ck_accounts_currency_iso")),
         sa.CheckConstraint(
             "kind = 'wallet' OR (debits_posted = 0 AND credits_posted = 0 AND debits_pending = 0 AND credits_pending = 0)",
-            name=op.f("ck_accounts_system_totals_in_slots"),
+            name=op.f("ck_accounts_system_totals_derived"),
         ),
         sa.CheckConstraint("kind IN ('wallet', 'system')", name=op.f("ck_accounts_kind_known")),
         sa.CheckConstraint(
@@ -301,24 +244,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
-    )
-    op.create_table(
-        "account_slots",
-        sa.Column("account_id", sa.Uuid(), nullable=False),
-        sa.Column("slot", sa.SmallInteger(), nullable=False),
-        sa.Column("debits_posted", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("credits_posted", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("debits_pending", sa.BigInteger(), server_default="0", nullable=False),
-        sa.Column("credits_pending", sa.BigInteger(), server_default="0", nullable=False),
-        sa.CheckConstraint(
-            "debits_posted >= 0 AND credits_posted >= 0",
-            name=op.f("ck_account_slots_posted_nonnegative"),
-        ),
-        sa.CheckConstraint("slot >= 0 AND slot < 16", name=op.f("ck_account_slots_slot_in_range")),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["accounts.id"], name=op.f("fk_account_slots_account_id")
-        ),
-        sa.PrimaryKeyConstraint("account_id", "slot", name=op.f("pk_account_slots")),
     )
     op.create_table(
         "transfers",
@@ -412,6 +337,5 @@ def downgrade() -> None:
     op.drop_index("ix_transfers_debit_account_id", table_name="transfers")
     op.drop_index("ix_transfers_credit_account_id", table_name="transfers")
     op.drop_table("transfers")
-    op.drop_table("account_slots")
     op.drop_table("audit_log")
     op.drop_table("accounts")
