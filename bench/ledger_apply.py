@@ -7,7 +7,10 @@ directly. The ledger scenarios call ledger.transfer.transfer() through SQLAlchem
 
     python bench/ledger_apply.py [--clients 8] [--seconds 10] [--wallets 1000] [--batch 16]
 
-Prints transfers/s per scenario and the ratios; docs/benchmarks.md records a run.
+Where pgbench is installed, the same run also measures both on the database alone (pgbench
+sending the ledger's INSERT and the raw three statements), which separates the schema's cost
+from the client library's. Prints transfers/s per scenario and the ratios; docs/benchmarks.md
+records a run.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import multiprocessing
 import os
 import platform
 import random
+import shutil
+import statistics
+import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -93,9 +100,64 @@ def prepare(url: str, wallet_count: int) -> list[uuid.UUID]:
             cursor.executemany(
                 "INSERT INTO raw_balances VALUES (%s, %s)", [(w, FUNDING_MINOR) for w in wallets]
             )
+        connection.execute(
+            "CREATE TABLE bench_wallets AS"
+            " SELECT row_number() OVER (ORDER BY id) AS n, id FROM raw_balances"
+        )
+        connection.execute("CREATE UNIQUE INDEX ON bench_wallets (n)")
     with psycopg.connect(libpq(url), autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE")
     return wallets
+
+
+PGBENCH_RAW = """\\set w random(1, {wallets})
+BEGIN;
+INSERT INTO raw_keys VALUES (gen_random_uuid()::text);
+INSERT INTO raw_journal (account, amount_minor) SELECT id, 1 FROM bench_wallets WHERE n = :w;
+UPDATE raw_balances SET balance_minor = balance_minor - 1
+ WHERE id = (SELECT id FROM bench_wallets WHERE n = :w) AND balance_minor >= 1;
+END;
+"""
+PGBENCH_LEDGER = """\\set w random(1, {wallets})
+BEGIN;
+INSERT INTO transfers (idempotency_key, kind, category, debit_account_id, credit_account_id,
+                       amount_minor, currency)
+SELECT gen_random_uuid()::text, 'posted', 'order_payment', id, '{revenue}', 1, 'ZAR'
+  FROM bench_wallets WHERE n = :w
+ON CONFLICT (idempotency_key) DO NOTHING RETURNING id;
+END;
+"""
+
+
+def pgbench(url: str, script: str, clients: int, seconds: float) -> float:
+    """Transactions per second of pgbench running `script` (one transfer per transaction)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as file:
+        file.write(script)
+        file.flush()
+        done = subprocess.run(
+            [
+                "pgbench",
+                "-n",
+                "-M",
+                "prepared",
+                "-c",
+                str(clients),
+                "-j",
+                "2",
+                "-T",
+                str(int(seconds)),
+                "-f",
+                file.name,
+                libpq(url),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    for line in done.stdout.splitlines():
+        if line.startswith("tps = "):
+            return float(line.split()[2])
+    raise RuntimeError(f"pgbench printed no rate:\n{done.stdout}\n{done.stderr}")
 
 
 def raw_client(job: Job, pick: Callable[[], uuid.UUID], ready: Barrier) -> int:
@@ -168,7 +230,7 @@ def measure(
     ]
     for process in processes:
         process.start()
-    counts = [results.get(timeout=seconds + 120) for _ in processes]
+    counts: list[int] = [results.get(timeout=seconds + 120) for _ in processes]
     for process in processes:
         process.join()
     return sum(counts) / seconds
@@ -180,32 +242,60 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--wallets", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=16, help="transfers per hot-wallet batch")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians")
     parser.add_argument("--database-url", default=BENCH_DATABASE_URL)
     args = parser.parse_args()
 
     wallets = prepare(args.database_url, args.wallets)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()},"
-        f" clients {args.clients}, {args.seconds:g} s per scenario, {args.wallets} wallets"
+        f" {args.clients} clients, {args.seconds:g} s per scenario and round, {args.rounds}"
+        f" rounds, {args.wallets} wallets"
     )
-    rates = {}
-    for scenario, batch in (
+    scenarios = [
         ("raw spread", 1),
         ("ledger spread", 1),
         ("raw hot", 1),
         ("ledger hot", 1),
         (f"ledger hot batched x{args.batch}", args.batch),
-    ):
-        rates[scenario] = measure(
-            scenario, args.database_url, wallets, args.clients, args.seconds, batch
-        )
-        print(f"{scenario:28s} {rates[scenario]:9.0f} transfers/s")
+    ]
+    pgbench_scripts = {}
+    if shutil.which("pgbench"):
+        with psycopg.connect(libpq(args.database_url)) as connection:
+            found = connection.execute("SELECT id FROM accounts WHERE code = 'revenue'").fetchone()
+        assert found is not None
+        pgbench_scripts = {
+            "pgbench raw SQL": PGBENCH_RAW.format(wallets=args.wallets),
+            "pgbench ledger SQL": PGBENCH_LEDGER.format(wallets=args.wallets, revenue=found[0]),
+        }
+    # Rounds interleave the scenarios, so a burst of load from elsewhere on a shared machine
+    # hits all of them alike; each figure is the median of its rounds.
+    samples: dict[str, list[float]] = {name: [] for name, _ in scenarios}
+    samples.update({name: [] for name in pgbench_scripts})
+    for _ in range(args.rounds):
+        for scenario, batch in scenarios:
+            samples[scenario].append(
+                measure(scenario, args.database_url, wallets, args.clients, args.seconds, batch)
+            )
+        for name, script in pgbench_scripts.items():
+            samples[name].append(pgbench(args.database_url, script, args.clients, args.seconds))
+    rates = {name: statistics.median(values) for name, values in samples.items()}
+    for name, rate in rates.items():
+        spread_of = ", ".join(f"{v:.0f}" for v in samples[name])
+        print(f"{name:28s} {rate:9.0f} transfers/s  (rounds: {spread_of})")
     spread = rates["ledger spread"]
     print(f"ratio ledger/raw, spread wallets:      {spread / rates['raw spread']:.2f}")
     print(f"ratio ledger/raw, one hot wallet:      {rates['ledger hot'] / rates['raw hot']:.2f}")
     print(f"ratio hot/spread, ledger:              {rates['ledger hot'] / spread:.2f}")
     batched = rates[f"ledger hot batched x{args.batch}"]
     print(f"ratio hot batched/spread, ledger:      {batched / spread:.2f}")
+    if pgbench_scripts:
+        print(
+            "ratio ledger/raw, database alone:      "
+            f"{rates['pgbench ledger SQL'] / rates['pgbench raw SQL']:.2f}"
+        )
+    else:
+        print("pgbench not installed: database-only figures skipped")
 
 
 if __name__ == "__main__":
