@@ -8,8 +8,18 @@ export DATABASE_URL ?= postgresql://localhost/walletpipe
 export TEST_DATABASE_URL ?= postgresql://localhost/walletpipe_test
 export BROKER_URL ?= redis://localhost:6379/0
 export PORT ?= 8000
+export LOG_FORMAT ?= text
+# Local development secrets, so `walletctl webhook send` works against `make run` out of the
+# box. The code has no default secrets; production sets its own.
+export STRIPE_WEBHOOK_SECRET ?= whsec_local_development
+export PAYSTACK_WEBHOOK_SECRET ?= sk_test_local_development
+export RAZORPAY_WEBHOOK_SECRET ?= rzp_local_development
+export YOCO_WEBHOOK_SECRET ?= whsec_bG9jYWwtZGV2ZWxvcG1lbnQtc2VjcmV0
+export ADYEN_HMAC_KEY ?= 44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056
+export PAYFAST_PASSPHRASE ?= payfast-local-development
+export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 
-.PHONY: run test install services migrate lint typecheck imports pytest bench-ledger clean
+.PHONY: run test install services migrate lint typecheck imports pytest bench-ledger bench-receiver clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +37,7 @@ migrate: install services
 
 run: migrate
 	@echo "walletpipe: web on http://127.0.0.1:$(PORT) (GET /healthz); Ctrl-C stops everything"
-	$(BIN)/honcho start -f Procfile $$(grep -oE '^[a-z]+' Procfile | grep -v '^release$$')
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile $$(grep -oE '^[a-z]+' Procfile | grep -v '^release$$')
 
 test: install services lint typecheck imports pytest
 
@@ -44,8 +54,12 @@ imports: install
 pytest: install services
 	$(BIN)/pytest --cov --cov-report=term
 
-bench-ledger: migrate
+bench-ledger: install services
 	$(BIN)/python bench/ledger_apply.py
+
+bench-receiver: install services
+	@command -v wrk >/dev/null || { echo "bench-receiver needs wrk: apt-get install -y wrk"; exit 1; }
+	$(BIN)/python bench/receiver.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
