@@ -18,6 +18,7 @@ export YOCO_WEBHOOK_SECRET ?= whsec_bG9jYWwtZGV2ZWxvcG1lbnQtc2VjcmV0
 export ADYEN_HMAC_KEY ?= 44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056
 export PAYFAST_PASSPHRASE ?= payfast-local-development
 export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
+export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
 .PHONY: run test install services migrate lint typecheck imports pytest bench-ledger bench-receiver clean
 

@@ -61,6 +61,26 @@ class InvariantViolation(LedgerError):
     """The database refused a write that would break a ledger invariant."""
 
 
+class NotFound(LedgerError):
+    """No top-up, order, provisioning request or usage record has that id."""
+
+
+class OrderExists(LedgerError):
+    """The wallet already has an order with that reference."""
+
+    def __init__(self, order_id: UUID) -> None:
+        super().__init__(f"this wallet already has an order with that reference: {order_id}")
+        self.order_id = order_id
+
+
+class OrderNotRefundable(LedgerError):
+    """Only a paid or partially refunded order can be refunded."""
+
+
+class RefundExceedsPaid(LedgerError):
+    """The refunds of an order would add up to more than was paid."""
+
+
 # Constraint names (set by ledger.models' naming convention and by the ledger's triggers) and the
 # domain error each one means. Anything else refused by the database is an InvariantViolation.
 _BY_CONSTRAINT: dict[str, type[LedgerError]] = {
@@ -72,6 +92,7 @@ _BY_CONSTRAINT: dict[str, type[LedgerError]] = {
     "fk_transfers_pending_id": PendingNotFound,
     "ck_transfers_post_within_pending": PostExceedsPending,
     "ck_transfers_pending_not_expired": PendingExpired,
+    "ck_orders_refunds_within_paid": RefundExceedsPaid,
 }
 
 

@@ -269,3 +269,146 @@ class InboxConflict(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class TopupStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Topup(Base):
+    """A top-up intent; its id travels through the gateway and the verified event settles it."""
+
+    __tablename__ = "topups"
+    __table_args__ = (
+        CheckConstraint(_in("status", TopupStatus), name="status_known"),
+        CheckConstraint("amount_minor > 0 AND amount_minor <= 1000000000000000", name="amount"),
+        CheckConstraint("gateway ~ '^[a-z]{2,32}$'", name="gateway_name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()")
+    )
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    gateway: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default=TopupStatus.PENDING.value)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    settled_at: Mapped[datetime | None]
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    REJECTED = "rejected"
+
+
+class Order(Base):
+    """An order paid from a wallet once, refundable up to what was paid, never beyond."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(_in("status", OrderStatus), name="status_known"),
+        CheckConstraint("amount_minor > 0 AND amount_minor <= 1000000000000000", name="amount"),
+        CheckConstraint("length(reference) BETWEEN 1 AND 255", name="reference_length"),
+        CheckConstraint("paid_minor IN (0, amount_minor)", name="paid_in_full_or_not"),
+        # Racing refunds each lock the order row; this is the guard if anything else writes.
+        CheckConstraint("refunded_minor BETWEEN 0 AND paid_minor", name="refunds_within_paid"),
+        CheckConstraint(
+            "CASE status"
+            " WHEN 'pending' THEN paid_minor = 0"
+            " WHEN 'rejected' THEN paid_minor = 0"
+            " WHEN 'paid' THEN paid_minor > 0 AND refunded_minor = 0"
+            " WHEN 'partially_refunded' THEN refunded_minor > 0 AND refunded_minor < paid_minor"
+            " WHEN 'refunded' THEN paid_minor > 0 AND refunded_minor = paid_minor END",
+            name="status_matches_amounts",
+        ),
+        UniqueConstraint("wallet_id", "reference"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()")
+    )
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    reference: Mapped[str]
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(server_default=OrderStatus.PENDING.value)
+    paid_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    refunded_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    reason: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class ProvisioningStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ACTIVE = "active"
+    RELEASED = "released"
+
+
+class ProvisioningRequest(Base):
+    """A request to run a resource on a plan; decided once, with a hold, by the workers."""
+
+    __tablename__ = "provisioning_requests"
+    __table_args__ = (
+        CheckConstraint(_in("status", ProvisioningStatus), name="status_known"),
+        CheckConstraint("length(resource_id) BETWEEN 1 AND 255", name="resource_id_length"),
+        CheckConstraint("plan ~ '^[a-z0-9_-]{1,64}$'", name="plan_name"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()")
+    )
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    resource_id: Mapped[str]
+    plan: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default=ProvisioningStatus.PENDING.value)
+    reason: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    decided_at: Mapped[datetime | None]
+
+
+class UsageRecord(Base):
+    """A metered charge a service reports, keyed by the id the service chose; billed once."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'billed')", name="status_known"),
+        CheckConstraint("amount_minor > 0 AND amount_minor <= 1000000000000000", name="amount"),
+        CheckConstraint("length(id) BETWEEN 1 AND 255", name="id_length"),
+        CheckConstraint("length(resource_id) BETWEEN 1 AND 255", name="resource_id_length"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    resource_id: Mapped[str]
+    description: Mapped[str]
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(server_default="pending")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ApiIdempotencyKey(Base):
+    """A POST's Idempotency-Key, its request's fingerprint and the response it got."""
+
+    __tablename__ = "api_idempotency_keys"
+    __table_args__ = (
+        CheckConstraint("length(key) BETWEEN 1 AND 255", name="key_length"),
+        Index("ix_api_idempotency_keys_created_at", "created_at"),
+    )
+
+    subject: Mapped[str] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(primary_key=True)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary)
+    status_code: Mapped[int]
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

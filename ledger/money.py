@@ -19,13 +19,14 @@ _PLAIN_DECIMAL = re.compile(r"[0-9]{1,18}(?:\.[0-9]{1,18})?", re.ASCII)
 
 
 @functools.cache
-def _iso_currencies() -> frozenset[str]:
+def iso_currencies() -> frozenset[str]:
+    """Every ISO 4217 code the ledger accepts."""
     return frozenset(list_currencies())
 
 
 def validate_currency(code: str) -> str:
     """Return `code` if it is a known ISO 4217 currency; raise UnknownCurrency otherwise."""
-    if not isinstance(code, str) or code not in _iso_currencies():
+    if not isinstance(code, str) or code not in iso_currencies():
         raise UnknownCurrency(f"unknown currency code: {code!r}; use an ISO 4217 code like 'ZAR'")
     return code
 

@@ -9,17 +9,40 @@ import uuid
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from ledger import errors as ledger_errors
 from ledger.db import make_engine, make_session_factory
-from webhook_receiver import health, webhooks
-from webhook_receiver.errors import WebhookError
+from webhook_receiver import api, health, webhooks
+from webhook_receiver.api import openapi
+from webhook_receiver.auth import init_auth
+from webhook_receiver.errors import ApiError, WebhookError
 from webhook_receiver.gateways import build_adapters
 from webhook_receiver.problem import problem
+from webhook_receiver.ratelimit import init_rate_limiting
 from webhook_receiver.services import Services
 from webhook_receiver.settings import ReceiverSettings
 from workers.jobs import JobSender
 
 logger = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+# What a refusal by the ledger means to an API client.
+_LEDGER_STATUS: dict[type[ledger_errors.LedgerError], tuple[int, str]] = {
+    ledger_errors.MoneyError: (400, "Invalid amount or currency"),
+    ledger_errors.AccountNotFound: (404, "Not found"),
+    ledger_errors.NotFound: (404, "Not found"),
+    ledger_errors.PendingNotFound: (404, "Not found"),
+    ledger_errors.WalletExists: (409, "Wallet exists"),
+    ledger_errors.OrderExists: (409, "Order exists"),
+    ledger_errors.IdempotencyConflict: (409, "Idempotency key reused"),
+    ledger_errors.PendingAlreadyResolved: (409, "Already resolved"),
+    ledger_errors.InsufficientFunds: (422, "Insufficient funds"),
+    ledger_errors.CurrencyMismatch: (422, "Currency mismatch"),
+    ledger_errors.OrderNotRefundable: (422, "Order not refundable"),
+    ledger_errors.RefundExceedsPaid: (422, "Refund exceeds payment"),
+    ledger_errors.PendingExpired: (422, "Hold expired"),
+    ledger_errors.PostExceedsPending: (422, "Post exceeds hold"),
+    ledger_errors.InvariantViolation: (422, "Refused by the ledger"),
+}
 
 
 def create_app(settings: ReceiverSettings | None = None) -> Flask:
@@ -34,13 +57,19 @@ def create_app(settings: ReceiverSettings | None = None) -> Flask:
         adapters=build_adapters(settings),
         sender=JobSender(settings.broker_url),
     )
+    init_auth(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(openapi.blueprint)
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
     app.register_error_handler(WebhookError, _webhook_error)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(ledger_errors.LedgerError, _ledger_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+    init_rate_limiting(app, settings)  # after init_auth: the limit is per token subject
     return app
 
 
@@ -62,6 +91,21 @@ def _webhook_error(error: WebhookError) -> Response:
         extra={"request_id": g.get("request_id"), "path": request.path},
     )
     return problem(error.status, error.title, str(error) or None)
+
+
+def _api_error(error: ApiError) -> Response:
+    response = problem(error.status, error.title, str(error), **error.extra)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _ledger_error(error: ledger_errors.LedgerError) -> Response:
+    status, title = next(
+        (found for cls, found in _LEDGER_STATUS.items() if isinstance(error, cls)),
+        (422, "Refused by the ledger"),
+    )
+    return problem(status, title, str(error))
 
 
 def _http_error(error: HTTPException) -> Response:

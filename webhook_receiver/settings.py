@@ -11,10 +11,14 @@ import base64
 import binascii
 import ipaddress
 import os
+import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Literal, TypeVar, cast
+
+import limits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PaypalVerifyMode = Literal["offline", "postback"]
@@ -30,6 +34,14 @@ PAYFAST_NETWORKS_DEFAULT: tuple[IPNetwork, ...] = tuple(
         "144.126.193.139/32",
     )
 )
+
+# RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output, 256 bits.
+JWT_SECRET_CHARS_MIN = 32
+JWT_LEEWAY_S_DEFAULT = 30
+API_RATE_LIMIT_DEFAULT = "600/minute"
+RATE_LIMIT_STORAGE_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "memory")
+_PEM_FILE_BYTES_MAX = 65_536
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
 
 _T = TypeVar("_T")
 
@@ -64,6 +76,17 @@ class ReceiverSettings:
     paypal_client_secret: str | None = field(default=None, repr=False, metadata={"secret": True})
     paypal_api_base: str = "https://api-m.paypal.com"
     max_content_length: int = 262_144
+    # The service API's bearer tokens: HS256 secrets (newest rotation last, the one walletctl
+    # signs with) and/or PEM public keys for RS256/ES256, each a PEM block.
+    jwt_secrets: tuple[str, ...] = _secret()
+    jwt_public_keys: tuple[str, ...] = field(default=(), repr=False, metadata={"count": True})
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_s: int = JWT_LEEWAY_S_DEFAULT
+    # Per token subject, across every /api/ route; `limits` notation ("600/minute;20/second").
+    api_rate_limit: str = API_RATE_LIMIT_DEFAULT
+    # None: the BROKER_URL's Redis (or per-process memory when the broker is not Redis).
+    rate_limit_storage_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.paypal_verify_mode == "postback" and not (
@@ -111,13 +134,22 @@ class ReceiverSettings:
             paypal_client_secret=environ.get("PAYPAL_CLIENT_SECRET", "").strip() or None,
             paypal_api_base=parsed("PAYPAL_API_BASE", cls.paypal_api_base, _http_base),
             max_content_length=parsed("MAX_CONTENT_LENGTH", "262144", _bounded_int(1024, 2**24)),
+            jwt_secrets=parsed("WALLETPIPE_JWT_SECRET", "", _jwt_secrets),
+            jwt_public_keys=parsed("WALLETPIPE_JWT_PUBLIC_KEY", "", _pem_blocks),
+            jwt_audience=environ.get("WALLETPIPE_JWT_AUDIENCE", "").strip() or None,
+            jwt_issuer=environ.get("WALLETPIPE_JWT_ISSUER", "").strip() or None,
+            jwt_leeway_s=parsed(
+                "WALLETPIPE_JWT_LEEWAY_S", str(JWT_LEEWAY_S_DEFAULT), _bounded_int(0, 300)
+            ),
+            api_rate_limit=parsed("API_RATE_LIMIT", API_RATE_LIMIT_DEFAULT, _rate_limit),
+            rate_limit_storage_url=parsed("RATE_LIMIT_STORAGE_URL", "", _storage_url) or None,
         )
 
     def __repr__(self) -> str:
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.metadata.get("secret"):
+            if f.metadata.get("secret") or f.metadata.get("count"):
                 count = len(value) if isinstance(value, tuple) else int(value is not None)
                 shown = f"<{count} set>"
             elif f.name.endswith("_url"):
@@ -159,6 +191,53 @@ def _hex_keys(raw: str) -> tuple[str, ...]:
         if len(decoded) < 16:
             raise ValueError("a key is shorter than 16 bytes; Adyen keys are 32")
     return keys
+
+
+def _jwt_secrets(raw: str) -> tuple[str, ...]:
+    secrets = _split(raw)
+    if any(len(secret.encode()) < JWT_SECRET_CHARS_MIN for secret in secrets):
+        raise ValueError(
+            f"each secret must be at least {JWT_SECRET_CHARS_MIN} bytes long "
+            "(HS256 needs 256 bits); `openssl rand -hex 32` makes one"
+        )
+    return secrets
+
+
+def _pem_blocks(raw: str) -> tuple[str, ...]:
+    """PEM blocks from inline text (literal `\\n` allowed) or from the file the value names."""
+    if not raw:
+        return ()
+    if raw.startswith("-----BEGIN"):
+        text = raw.replace("\\n", "\n")
+    else:
+        path = Path(raw)
+        try:
+            if path.stat().st_size > _PEM_FILE_BYTES_MAX:
+                raise ValueError(f"{raw} is larger than {_PEM_FILE_BYTES_MAX} bytes")
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not ASCII text"
+            raise ValueError(
+                f"neither PEM text (-----BEGIN ...) nor a readable PEM file: {raw}: {reason}"
+            ) from None
+    blocks = tuple(match.group(0) for match in _PEM_BLOCK.finditer(text))
+    if not blocks:
+        raise ValueError("no PEM block (-----BEGIN PUBLIC KEY----- ...) found")
+    return blocks
+
+
+def _rate_limit(raw: str) -> str:
+    try:
+        limits.parse_many(raw)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a rate limit such as '600/minute'") from None
+    return raw
+
+
+def _storage_url(raw: str) -> str:
+    if raw and urllib.parse.urlsplit(raw).scheme not in RATE_LIMIT_STORAGE_SCHEMES:
+        raise ValueError(f"the scheme must be one of {', '.join(RATE_LIMIT_STORAGE_SCHEMES)}")
+    return raw
 
 
 def _networks(raw: str) -> tuple[IPNetwork, ...]:

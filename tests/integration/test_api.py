@@ -1,0 +1,377 @@
+"""The service API, scenario by scenario, against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import jwt
+import pytest
+from sqlalchemy import func, select
+
+from ledger.adjustment import Direction, adjust
+from ledger.models import AuditEntry, Order
+from webhook_receiver import create_app
+from webhook_receiver.settings import ReceiverSettings
+
+SECRET = "api-test-secret-that-is-long-enough-for-hs256"
+ALL_SCOPES = "wallets:read wallets:write orders:write provisioning:write billing:write"
+
+
+class Api:
+    def __init__(self, client, sessions):
+        self.client = client
+        self.sessions = sessions
+
+    def token(self, scope=ALL_SCOPES, owner_id=None, sub="shop", ttl_s=300, secret=SECRET):
+        claims = {"sub": sub, "scope": scope, "exp": int(time.time()) + ttl_s}
+        if owner_id is not None:
+            claims["owner_id"] = owner_id
+        return jwt.encode(claims, secret, algorithm="HS256")
+
+    def call(self, method, path, body=None, token=None, headers=None, **token_args):
+        auth = {"Authorization": f"Bearer {token or self.token(**token_args)}"}
+        return self.client.open(
+            f"/api/v1{path}", method=method, json=body, headers={**auth, **(headers or {})}
+        )
+
+    def wallet(self, funded_minor=0, owner_id=None, currency="ZAR"):
+        owner_id = owner_id or f"owner-{uuid.uuid4()}"
+        created = self.call("POST", "/wallets", {"owner_id": owner_id, "currency": currency})
+        assert created.status_code == 201, created.get_json()
+        wallet_id = created.get_json()["id"]
+        if funded_minor:
+            with self.sessions.begin() as session:
+                adjust(
+                    session,
+                    wallet_id=uuid.UUID(wallet_id),
+                    direction=Direction.CREDIT,
+                    amount_minor=funded_minor,
+                    reason="test funding",
+                    actor="tests",
+                )
+        return wallet_id
+
+    def balance(self, wallet_id):
+        return self.call("GET", f"/wallets/{wallet_id}").get_json()["balance_minor"]
+
+    def order(self, wallet_id, amount_minor, **kwargs):
+        body = {
+            "wallet_id": wallet_id,
+            "amount_minor": amount_minor,
+            "reference": f"order-{uuid.uuid4()}",
+        }
+        created = self.call("POST", "/orders", body, **kwargs)
+        assert created.status_code == 201, created.get_json()
+        return created.get_json()["id"]
+
+
+@pytest.fixture
+def api(database_url, broker_url, sessions):
+    settings = ReceiverSettings.from_env(
+        {
+            "DATABASE_URL": database_url,
+            "BROKER_URL": broker_url,
+            "WALLETPIPE_JWT_SECRET": SECRET,
+            "STRIPE_WEBHOOK_SECRET": "whsec_api_tests",
+            "API_RATE_LIMIT": "100000/minute",
+        }
+    )
+    return Api(create_app(settings).test_client(), sessions)
+
+
+def test_the_seed_flow_pay_then_refund(api):
+    wallet = api.wallet(funded_minor=2000)
+    order = api.order(wallet, 300)
+    paid = api.call("POST", f"/orders/{order}/pay")
+    assert paid.status_code == 200
+    assert paid.get_json()["status"] == "paid"
+    assert api.balance(wallet) == 1700
+
+    refunded = api.call("POST", f"/orders/{order}/refunds", {"amount_minor": 300}, scope="admin")
+    assert refunded.status_code == 200
+    assert refunded.get_json()["status"] == "refunded"
+    assert api.balance(wallet) == 2000
+    assert api.call("GET", f"/orders/{order}").get_json()["refunded_minor"] == 300
+
+
+def test_paying_twice_debits_once(api):
+    wallet = api.wallet(funded_minor=2000)
+    order = api.order(wallet, 300)
+    api.call("POST", f"/orders/{order}/pay")
+    again = api.call("POST", f"/orders/{order}/pay")
+    assert again.get_json()["status"] == "paid"
+    assert api.balance(wallet) == 1700
+
+
+def test_insufficient_funds_reject_the_order_and_move_nothing(api):
+    wallet = api.wallet(funded_minor=100)
+    order = api.order(wallet, 300)
+    rejected = api.call("POST", f"/orders/{order}/pay")
+    assert rejected.status_code == 200
+    assert rejected.get_json()["status"] == "rejected"
+    assert rejected.get_json()["reason"] == "insufficient_funds"
+    assert api.balance(wallet) == 100
+
+
+def test_partial_refunds_never_exceed_what_was_paid(api):
+    wallet = api.wallet(funded_minor=1000)
+    order = api.order(wallet, 500)
+    api.call("POST", f"/orders/{order}/pay")
+    first = api.call("POST", f"/orders/{order}/refunds", {"amount_minor": 200})
+    assert first.get_json()["status"] == "partially_refunded"
+    too_much = api.call("POST", f"/orders/{order}/refunds", {"amount_minor": 301})
+    assert too_much.status_code == 422
+    assert api.balance(wallet) == 700
+
+
+def test_racing_refunds_refund_at_most_what_was_paid(api):
+    wallet = api.wallet(funded_minor=1000)
+    order = api.order(wallet, 300)
+    api.call("POST", f"/orders/{order}/pay")
+    barrier = threading.Barrier(10)
+
+    def refund(_):
+        barrier.wait()
+        return api.call("POST", f"/orders/{order}/refunds", {"amount_minor": 100}).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(refund, range(10)))
+    assert statuses.count(200) == 3
+    assert statuses.count(422) == 7
+    assert api.balance(wallet) == 1000
+    assert api.call("GET", f"/orders/{order}").get_json()["status"] == "refunded"
+
+
+def test_a_tenant_token_sees_only_its_own_wallets(api):
+    mine = api.wallet(owner_id="tenant-a")
+    theirs = api.wallet(funded_minor=500)
+    theirs_order = api.order(theirs, 100)
+    token = api.token(owner_id="tenant-a")
+    assert api.call("GET", f"/wallets/{mine}", token=token).status_code == 200
+    for path in (f"/wallets/{theirs}", f"/wallets/{theirs}/transfers", f"/orders/{theirs_order}"):
+        hidden = api.call("GET", path, token=token)
+        assert hidden.status_code == 404, path
+    assert (
+        api.call("GET", f"/wallets/{uuid.uuid4()}", token=token).get_json()["title"]
+        == (hidden.get_json()["title"])
+    )
+    paying = api.call("POST", f"/orders/{theirs_order}/pay", token=token)
+    assert paying.status_code == 404
+    assert api.balance(theirs) == 500
+    other_owner = api.call(
+        "POST", "/wallets", {"owner_id": "tenant-b", "currency": "USD"}, token=token
+    )
+    assert other_owner.status_code == 403
+
+
+def test_scopes_and_tokens_are_enforced(api):
+    wallet = api.wallet(funded_minor=500)
+    reader = api.token(scope="wallets:read")
+    denied = api.call(
+        "POST", "/orders", {"wallet_id": wallet, "amount_minor": 1, "reference": "x"}, token=reader
+    )
+    assert denied.status_code == 403
+    assert "orders:write" in denied.get_json()["detail"]
+    missing = api.client.get(f"/api/v1/wallets/{wallet}")
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    expired = api.call("GET", f"/wallets/{wallet}", ttl_s=-120)
+    assert expired.status_code == 401
+    forged = api.call("GET", f"/wallets/{wallet}", secret="not-the-secret-but-long-enough-too")
+    assert forged.status_code == 401
+    assert forged.mimetype == "application/problem+json"
+
+
+def test_an_idempotency_key_replays_the_first_response(api):
+    wallet = api.wallet(funded_minor=500)
+    body = {"wallet_id": wallet, "amount_minor": 100, "reference": "key-test"}
+    headers = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    first = api.call("POST", "/orders", body, headers=headers)
+    second = api.call("POST", "/orders", body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.get_json() == first.get_json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    other = api.call("POST", "/orders", {**body, "amount_minor": 101}, headers=headers)
+    assert other.status_code == 409
+    with api.sessions() as session:
+        count = session.scalar(
+            select(func.count()).select_from(Order).where(Order.wallet_id == uuid.UUID(wallet))
+        )
+    assert count == 1
+
+
+def test_a_concurrent_repeat_of_a_key_has_one_effect(api):
+    wallet = api.wallet(funded_minor=5000)
+    order = api.order(wallet, 100)
+    api.call("POST", f"/orders/{order}/pay")
+    headers = {"Idempotency-Key": f"refund-{uuid.uuid4()}"}
+    barrier = threading.Barrier(8)
+
+    def refund(_):
+        barrier.wait()
+        response = api.call(
+            "POST", f"/orders/{order}/refunds", {"amount_minor": 10}, headers=headers
+        )
+        return response.status_code, response.get_json()["refunded_minor"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(refund, range(8)))
+    assert results == [(200, 10)] * 8
+    assert api.balance(wallet) == 4910
+
+
+def test_pagination_is_stable_while_transfers_arrive(api):
+    wallet = api.wallet(funded_minor=10_000)
+    orders = [api.order(wallet, 10) for _ in range(5)]
+    for order in orders:
+        api.call("POST", f"/orders/{order}/pay")
+    first = api.call("GET", f"/wallets/{wallet}/transfers?limit=3").get_json()
+    assert len(first["items"]) == 3
+    api.call("POST", f"/orders/{api.order(wallet, 10)}/pay")  # arrives between the pages
+    second = api.call("GET", f"/wallets/{wallet}/transfers?limit=3&cursor={first['next_cursor']}")
+    page = second.get_json()
+    seen = [item["id"] for item in first["items"] + page["items"]]
+    assert len(seen) == len(set(seen)) == 6  # 5 payments and the funding, none twice
+    assert page["next_cursor"] is None
+    assert [item["direction"] for item in page["items"]][-1] == "credit"  # the funding
+    assert api.call("GET", f"/wallets/{wallet}/transfers?cursor=nonsense").status_code == 400
+    assert api.call("GET", f"/wallets/{wallet}/transfers?cursor=1e5").status_code == 400
+    assert api.call("GET", f"/wallets/{wallet}/transfers?limit=0").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"amount_minor": 1.5, "reference": "r"},
+        {"amount_minor": 10.0, "reference": "r"},
+        {"amount_minor": "10", "reference": "r"},
+        {"amount_minor": 0, "reference": "r"},
+        {"amount_minor": 10**16, "reference": "r"},
+        {"amount_minor": 10, "reference": "r", "extra": True},
+        {"amount_minor": 10},
+        {"amount_minor": 10, "reference": ""},
+    ],
+)
+def test_malformed_orders_are_refused_with_a_problem(api, body):
+    wallet = api.wallet()
+    response = api.call("POST", "/orders", {"wallet_id": wallet, **body})
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["detail"].startswith("body")
+
+
+def test_broken_json_and_unknown_currency_are_400(api):
+    broken = api.client.post(
+        "/api/v1/orders",
+        data=b"{nope",
+        headers={"Authorization": f"Bearer {api.token()}"},
+        content_type="application/json",
+    )
+    assert broken.status_code == 400
+    currency = api.call("POST", "/wallets", {"owner_id": "x", "currency": "ZZZ"})
+    assert currency.status_code == 400
+    assert "ISO 4217" in currency.get_json()["detail"]
+    bad_id = api.call(
+        "POST", "/orders", {"wallet_id": "not-a-uuid", "amount_minor": 1, "reference": "r"}
+    )
+    assert bad_id.status_code == 400
+
+
+def test_a_second_wallet_for_the_same_owner_and_currency_conflicts(api):
+    owner = f"owner-{uuid.uuid4()}"
+    api.wallet(owner_id=owner)
+    again = api.call("POST", "/wallets", {"owner_id": owner, "currency": "ZAR"})
+    assert again.status_code == 409
+
+
+def test_topups_start_pending_on_a_configured_gateway(api):
+    wallet = api.wallet()
+    created = api.call(
+        "POST", "/topups", {"wallet_id": wallet, "amount_minor": 5000, "gateway": "stripe"}
+    )
+    assert created.status_code == 201
+    topup = created.get_json()
+    assert (topup["status"], topup["currency"]) == ("pending", "ZAR")
+    assert api.call("GET", f"/topups/{topup['id']}").get_json() == topup
+    unconfigured = api.call(
+        "POST", "/topups", {"wallet_id": wallet, "amount_minor": 5000, "gateway": "paypal"}
+    )
+    assert unconfigured.status_code == 422
+
+
+def test_provisioning_requests_wait_for_the_workers(api):
+    wallet = api.wallet(funded_minor=1000)
+    accepted = api.call(
+        "POST",
+        "/provisioning-requests",
+        {"wallet_id": wallet, "resource_id": "vm-1", "plan": "small"},
+    )
+    assert accepted.status_code == 202
+    request_id = accepted.get_json()["id"]
+    shown = api.call("GET", f"/provisioning-requests/{request_id}").get_json()
+    assert (shown["status"], shown["plan"]) == ("pending", "small")
+
+
+def test_usage_records_are_kept_once_by_their_id(api):
+    wallet = api.wallet()
+    record = {
+        "usage_id": f"u-{uuid.uuid4()}",
+        "wallet_id": wallet,
+        "resource_id": "vm-1",
+        "description": "egress 10 GB",
+        "amount_minor": 250,
+        "occurred_at": "2026-11-23T10:00:00Z",
+    }
+    first = api.call("POST", "/usage", record)
+    assert first.status_code == 202
+    assert api.call("POST", "/usage", record).get_json() == first.get_json()
+    assert api.call("POST", "/usage", {**record, "amount_minor": 251}).status_code == 409
+
+
+def test_transfers_move_credit_between_visible_wallets(api):
+    reseller = api.wallet(funded_minor=1000)
+    customer = api.wallet()
+    moved = api.call(
+        "POST",
+        "/transfers",
+        {"from_wallet_id": reseller, "to_wallet_id": customer, "amount_minor": 400},
+    )
+    assert moved.status_code == 201
+    assert (api.balance(reseller), api.balance(customer)) == (600, 400)
+    too_much = api.call(
+        "POST",
+        "/transfers",
+        {"from_wallet_id": reseller, "to_wallet_id": customer, "amount_minor": 601},
+    )
+    assert too_much.status_code == 422
+    tenant = api.token(owner_id="someone-else")
+    hidden = api.call(
+        "POST",
+        "/transfers",
+        {"from_wallet_id": reseller, "to_wallet_id": customer, "amount_minor": 1},
+        token=tenant,
+    )
+    assert hidden.status_code == 404
+
+
+def test_every_mutation_is_audited_with_its_request_id(api):
+    wallet = api.wallet(funded_minor=1000)
+    order = api.order(wallet, 100, sub="shop-7")
+    api.call("POST", f"/orders/{order}/pay", sub="shop-7", headers={"X-Request-ID": "req-42"})
+    with api.sessions() as session:
+        entries = session.execute(
+            select(AuditEntry.actor, AuditEntry.action, AuditEntry.request_id)
+            .where(AuditEntry.subject == order)
+            .order_by(AuditEntry.id)
+        ).all()
+    assert [tuple(e) for e in entries][-1] == ("api:shop-7", "order.pay", "req-42")
+    assert entries[0][1] == "order.create"
+
+
+def test_the_openapi_document_is_served(api):
+    document = api.client.get("/openapi.json").get_json()
+    assert document["openapi"] == "3.1.0"
+    assert "/api/v1/orders/{order_id}/refunds" in document["paths"]

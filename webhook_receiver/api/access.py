@@ -1,0 +1,35 @@
+"""What a token may see: a tenant-bound token sees its own owner's wallets and nothing else.
+
+Everything outside a token's reach answers 404, never 403, so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from ledger.account import get_wallet
+from ledger.errors import AccountNotFound
+from ledger.models import Account
+from webhook_receiver.auth import current_principal, sees_owner
+from webhook_receiver.errors import NotFound
+
+
+def visible_wallet(session: Session, wallet_id: uuid.UUID) -> Account:
+    """The wallet, if this request's token may see it; raises NotFound otherwise."""
+    try:
+        account = get_wallet(session, wallet_id)
+    except AccountNotFound:
+        account = None
+    if account is None or not sees_owner(current_principal(), account.owner_id or ""):
+        raise NotFound(f"no wallet with id {wallet_id}")
+    return account
+
+
+def check_visible(session: Session, wallet_id: uuid.UUID, what: str, what_id: object) -> None:
+    """Raise NotFound naming `what` when its wallet is out of this token's reach."""
+    try:
+        visible_wallet(session, wallet_id)
+    except NotFound:
+        raise NotFound(f"no {what} with id {what_id}") from None

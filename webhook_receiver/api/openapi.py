@@ -1,0 +1,333 @@
+"""GET /openapi.json: the API described in OpenAPI 3.1, from the schemas the views check with.
+
+A test runs schemathesis against the app with this document, so it stays true to the code.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from webhook_receiver.api import orders, provisioning, topups, transfers, usage, wallets
+from webhook_receiver.api.validation import CURRENCY, ID
+from webhook_receiver.services import services
+
+blueprint = Blueprint("openapi", __name__)
+
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+_TIME = {"type": "string", "format": "date-time"}
+_MINOR = {"type": "integer"}
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": sorted(properties)}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
+        "required": ["type", "title", "status"],
+    },
+    "Wallet": _object(
+        {
+            "id": ID,
+            "owner_id": {"type": "string"},
+            "currency": CURRENCY,
+            "balance_minor": _MINOR,
+            "available_minor": _MINOR,
+            "held_minor": _MINOR,
+        }
+    ),
+    "Transfer": _object(
+        {
+            "id": {"type": "string"},
+            "kind": {"enum": ["posted", "pending", "post_pending", "void_pending"]},
+            "category": {"type": "string"},
+            "direction": {"enum": ["debit", "credit"]},
+            "counterparty_account_id": ID,
+            "amount_minor": _MINOR,
+            "currency": CURRENCY,
+            "pending_id": _NULLABLE_TEXT,
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "memo": _NULLABLE_TEXT,
+            "created_at": _TIME,
+        }
+    ),
+    "TransferPage": _object(
+        {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Transfer"}},
+            "next_cursor": _NULLABLE_TEXT,
+        }
+    ),
+    "Topup": _object(
+        {
+            "id": ID,
+            "wallet_id": ID,
+            "amount_minor": _MINOR,
+            "currency": CURRENCY,
+            "gateway": {"type": "string"},
+            "status": {"enum": ["pending", "succeeded", "failed"]},
+            "created_at": _TIME,
+            "settled_at": {"type": ["string", "null"], "format": "date-time"},
+        }
+    ),
+    "Order": _object(
+        {
+            "id": ID,
+            "wallet_id": ID,
+            "reference": {"type": "string"},
+            "amount_minor": _MINOR,
+            "currency": CURRENCY,
+            "status": {"enum": ["pending", "paid", "partially_refunded", "refunded", "rejected"]},
+            "paid_minor": _MINOR,
+            "refunded_minor": _MINOR,
+            "reason": _NULLABLE_TEXT,
+            "created_at": _TIME,
+        }
+    ),
+    "ProvisioningRequest": _object(
+        {
+            "id": ID,
+            "wallet_id": ID,
+            "resource_id": {"type": "string"},
+            "plan": {"type": "string"},
+            "status": {"enum": ["pending", "approved", "rejected", "active", "released"]},
+            "reason": _NULLABLE_TEXT,
+            "created_at": _TIME,
+        }
+    ),
+    "UsageRecord": _object(
+        {
+            "id": {"type": "string"},
+            "wallet_id": ID,
+            "resource_id": {"type": "string"},
+            "description": {"type": "string"},
+            "amount_minor": _MINOR,
+            "currency": CURRENCY,
+            "occurred_at": _TIME,
+            "status": {"enum": ["pending", "billed"]},
+        }
+    ),
+}
+
+_ERRORS = {
+    "400": "Invalid request",
+    "401": "Missing, malformed, expired or wrongly signed token",
+    "403": "The token lacks the scope",
+    "404": "Not found, or not visible to this token",
+    "409": "Conflict with the resource or an earlier request",
+    "422": "Refused by the ledger's rules",
+    "429": "Too many requests; see Retry-After",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _operation(
+    summary: str,
+    scope: str,
+    status: int,
+    result: str,
+    body: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    idempotent: bool = False,
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(status): {
+            "description": summary,
+            "content": {"application/json": {"schema": _ref(result)}},
+        }
+    }
+    for code, text in _ERRORS.items():
+        responses[code] = {
+            "description": text,
+            "content": {"application/problem+json": {"schema": _ref("Problem")}},
+        }
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "description": f"Needs scope `{scope}` (or `admin`).",
+        "security": [{"bearer": [scope]}],
+        "responses": responses,
+        "parameters": list(parameters or []),
+    }
+    if idempotent:
+        operation["parameters"].append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                "description": "Same key and body: the first response. Other body: 409.",
+            }
+        )
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    return operation
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": ID}
+
+
+def document(gateways: list[str]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of /api/v1, for a deployment with these `gateways`."""
+    create_topup = copy.deepcopy(topups.CREATE_TOPUP)
+    create_topup["properties"]["gateway"] = {"enum": sorted(gateways)}
+    page = [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": wallets.PAGE_LIMIT_MAX},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "schema": {"type": "string", "pattern": f"^[0-9]{{1,{wallets.CURSOR_DIGITS_MAX}}}$"},
+            "description": "The next_cursor of the page before.",
+        },
+    ]
+    paths = {
+        "/api/v1/wallets": {
+            "post": _operation(
+                "Create a wallet",
+                "wallets:write",
+                201,
+                "Wallet",
+                wallets.CREATE_WALLET,
+                idempotent=True,
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}": {
+            "get": _operation(
+                "Show a wallet", "wallets:read", 200, "Wallet", parameters=[_path_id("wallet_id")]
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/transfers": {
+            "get": _operation(
+                "A wallet's transfers, newest first",
+                "wallets:read",
+                200,
+                "TransferPage",
+                parameters=[_path_id("wallet_id"), *page],
+            ),
+        },
+        "/api/v1/topups": {
+            "post": _operation(
+                "Start a top-up",
+                "wallets:write",
+                201,
+                "Topup",
+                topups.CREATE_TOPUP,
+                idempotent=True,
+            ),
+        },
+        "/api/v1/topups/{topup_id}": {
+            "get": _operation(
+                "Show a top-up", "wallets:read", 200, "Topup", parameters=[_path_id("topup_id")]
+            ),
+        },
+        "/api/v1/orders": {
+            "post": _operation(
+                "Create an order",
+                "orders:write",
+                201,
+                "Order",
+                orders.CREATE_ORDER,
+                idempotent=True,
+            ),
+        },
+        "/api/v1/orders/{order_id}": {
+            "get": _operation(
+                "Show an order", "wallets:read", 200, "Order", parameters=[_path_id("order_id")]
+            ),
+        },
+        "/api/v1/orders/{order_id}/pay": {
+            "post": _operation(
+                "Pay an order from its wallet",
+                "orders:write",
+                200,
+                "Order",
+                parameters=[_path_id("order_id")],
+                idempotent=True,
+            ),
+        },
+        "/api/v1/orders/{order_id}/refunds": {
+            "post": _operation(
+                "Refund part or all of an order",
+                "orders:write",
+                200,
+                "Order",
+                orders.REFUND,
+                parameters=[_path_id("order_id")],
+                idempotent=True,
+            ),
+        },
+        "/api/v1/provisioning-requests": {
+            "post": _operation(
+                "Ask to provision a resource",
+                "provisioning:write",
+                202,
+                "ProvisioningRequest",
+                provisioning.CREATE,
+                idempotent=True,
+            ),
+        },
+        "/api/v1/provisioning-requests/{request_id}": {
+            "get": _operation(
+                "Show a provisioning request",
+                "provisioning:write",
+                200,
+                "ProvisioningRequest",
+                parameters=[_path_id("request_id")],
+            ),
+        },
+        "/api/v1/usage": {
+            "post": _operation(
+                "Report a usage record",
+                "billing:write",
+                202,
+                "UsageRecord",
+                usage.CREATE,
+                idempotent=True,
+            ),
+        },
+        "/api/v1/transfers": {
+            "post": _operation(
+                "Move credit between wallets",
+                "wallets:write",
+                201,
+                "Transfer",
+                transfers.CREATE,
+                idempotent=True,
+            ),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "walletpipe", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+@blueprint.get("/openapi.json")
+def openapi_json() -> Response:
+    return jsonify(document(list(services().adapters)))

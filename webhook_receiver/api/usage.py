@@ -1,0 +1,53 @@
+"""Usage records from services: stored once under the id the service chose, billed later."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ledger.usage import record_usage
+from webhook_receiver.api import blueprint, views
+from webhook_receiver.api.access import visible_wallet
+from webhook_receiver.api.mutation import mutation
+from webhook_receiver.api.validation import AMOUNT, ID, TEXT_ID, body_schema, json_body
+from webhook_receiver.auth import requires
+from webhook_receiver.errors import Invalid
+
+CREATE = body_schema(
+    {
+        "usage_id": TEXT_ID,
+        "wallet_id": ID,
+        "resource_id": TEXT_ID,
+        "description": {"type": "string", "minLength": 1, "maxLength": 500},
+        "amount_minor": AMOUNT,
+        "occurred_at": {"type": "string", "format": "date-time"},
+    }
+)
+
+
+@blueprint.post("/usage", endpoint="usage_create")
+@requires("billing:write")
+@mutation("usage.record")
+def create(session: Session) -> tuple[dict[str, Any], int]:
+    """202: recorded to be billed. A repeat of the same usage_id returns the stored record."""
+    body = json_body(CREATE)
+    try:
+        occurred_at = datetime.fromisoformat(body["occurred_at"].replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("body.occurred_at: not an RFC 3339 date-time") from None
+    if occurred_at.tzinfo is None:
+        raise Invalid("body.occurred_at: needs a UTC offset")
+    wallet = visible_wallet(session, uuid.UUID(body["wallet_id"]))
+    row, _ = record_usage(
+        session,
+        usage_id=body["usage_id"],
+        wallet_id=wallet.id,
+        resource_id=body["resource_id"],
+        description=body["description"],
+        amount_minor=body["amount_minor"],
+        occurred_at=occurred_at,
+    )
+    return views.usage_record(row), 202

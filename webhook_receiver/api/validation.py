@@ -1,0 +1,66 @@
+"""Request bodies and query parameters checked against JSON Schema (2020-12).
+
+The same schemas describe the API in /openapi.json, so the document and the checks cannot
+drift apart. Unknown fields are refused, and an integer is an integer: 10.0 is not 10.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import ValidationError
+
+from ledger.money import AMOUNT_MINOR_MAX, iso_currencies
+from webhook_receiver.errors import Invalid
+
+_TYPES = Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+)
+StrictValidator = validators.extend(Draft202012Validator, type_checker=_TYPES)
+
+AMOUNT = {"type": "integer", "minimum": 1, "maximum": AMOUNT_MINOR_MAX}
+ID = {"type": "string", "format": "uuid"}
+CURRENCY = {"enum": sorted(iso_currencies()), "description": "ISO 4217 code"}
+TEXT_ID = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"}
+
+
+def body_schema(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An object schema with these required and optional properties and nothing else."""
+    return {
+        "type": "object",
+        "properties": {**required, **(optional or {})},
+        "required": sorted(required),
+        "additionalProperties": False,
+    }
+
+
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """The request's JSON object, checked against `schema`; raises Invalid saying what is wrong."""
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw or b"null", parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise Invalid("the body is not JSON") from None
+    check(body, schema, "body")
+    assert isinstance(body, dict)
+    return body
+
+
+def check(value: Any, schema: dict[str, Any], where: str) -> None:
+    """Raise Invalid with the first problem `value` has against `schema`."""
+    validator = StrictValidator(schema, format_checker=FormatChecker())
+    error: ValidationError | None = next(iter(validator.iter_errors(value)), None)
+    if error is not None:
+        path = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.path)
+        message = error.message
+        if error.validator == "enum" and "description" in error.schema:
+            # A long list of allowed values (currencies) says less than its name.
+            message = f"{error.instance!r} is not a valid {error.schema['description']}"
+        raise Invalid(f"{where}{path}: {message}")
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
