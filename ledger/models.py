@@ -285,6 +285,14 @@ class Topup(Base):
         CheckConstraint(_in("status", TopupStatus), name="status_known"),
         CheckConstraint("amount_minor > 0 AND amount_minor <= 1000000000000000", name="amount"),
         CheckConstraint("gateway ~ '^[a-z]{2,32}$'", name="gateway_name"),
+        CheckConstraint(
+            "(status = 'succeeded') = (credited_minor > 0)", name="credited_when_succeeded"
+        ),
+        # Refunds reported by the gateway never reverse more than was credited.
+        CheckConstraint(
+            "refunded_minor BETWEEN 0 AND credited_minor", name="refunds_within_credited"
+        ),
+        UniqueConstraint("gateway", "payment_id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(
@@ -295,6 +303,9 @@ class Topup(Base):
     currency: Mapped[str] = mapped_column(String(3))
     gateway: Mapped[str]
     status: Mapped[str] = mapped_column(server_default=TopupStatus.PENDING.value)
+    payment_id: Mapped[str | None]
+    credited_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    refunded_minor: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     settled_at: Mapped[datetime | None]
 

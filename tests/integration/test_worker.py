@@ -1,0 +1,61 @@
+"""A verified webhook travels the real path: receiver, Redis, a Dramatiq worker, the ledger."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+
+import dramatiq
+import pytest
+
+from webhook_receiver import create_app
+from webhook_receiver.gateways import ADAPTERS
+from webhook_receiver.settings import ReceiverSettings
+
+SECRET = "whsec_worker_tests"
+
+
+@pytest.fixture
+def worker(database_url, broker_url, redis_client, monkeypatch):
+    """The workers' actors bound to the test Redis, consumed by an in-process worker."""
+    monkeypatch.setenv("BROKER_URL", broker_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    actors = importlib.import_module("workers.actors")
+    broker = importlib.import_module("workers.broker").broker
+    actors.sessions.cache_clear()
+    running = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    running.start()
+    yield broker
+    running.stop()
+
+
+def test_a_webhook_credits_the_wallet_through_the_worker(
+    worker, database_url, broker_url, make_wallet, sessions, balance_of
+):
+    from ledger.topup import create_topup
+
+    wallet = make_wallet()
+    with sessions.begin() as session:
+        topup = create_topup(session, wallet_id=wallet, amount_minor=2500, gateway="stripe").id
+    app = create_app(
+        ReceiverSettings(
+            database_url=database_url, broker_url=broker_url, stripe_webhook_secrets=(SECRET,)
+        )
+    )
+    sample = ADAPTERS["stripe"].sample(
+        SECRET,
+        amount_minor=2500,
+        currency="ZAR",
+        reference=str(topup),
+        event_id=f"evt_{uuid.uuid4().hex}",
+    )
+    for _ in range(3):  # the gateway retries: delivered three times, credited once
+        answer = app.test_client().post(
+            "/webhooks/stripe",
+            data=sample.body,
+            headers=sample.headers,
+            content_type=sample.content_type,
+        )
+        assert answer.status_code == 200
+    worker.join("ledger", timeout=20_000)
+    assert balance_of(wallet).balance_minor == 2500
