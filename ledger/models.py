@@ -254,6 +254,7 @@ class InboxEvent(Base):
     status_reason: Mapped[str | None]
     retry_at: Mapped[datetime | None]
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    relayed_at: Mapped[datetime | None]
     applied_at: Mapped[datetime | None]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ledger.settings import LedgerSettings
-from walletctl.commands import adjust, db, token, verify, wallet, webhook
+from walletctl.commands import adjust, db, scheduler, token, verify, wallet, webhook
 from walletctl.context import Context
 
 
@@ -21,7 +21,16 @@ def cli(ctx: click.Context, as_json: bool) -> None:
     ctx.obj = Context(as_json=as_json, settings=settings)
 
 
-for command in (db.db, wallet.wallet, adjust.adjust, verify.verify, webhook.webhook, token.token):
+for command in (
+    db.db,
+    wallet.wallet,
+    adjust.adjust,
+    verify.verify,
+    webhook.webhook,
+    token.token,
+    scheduler.scheduler,
+    scheduler.relay,
+):
     cli.add_command(command)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import uuid
 from collections.abc import Callable
 
+import dramatiq
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,3 +50,17 @@ def balance_of(sessions: sessionmaker[Session]) -> Callable[[uuid.UUID], WalletB
             return wallet_balance(get_wallet(session, wallet_id))
 
     return read
+
+
+@pytest.fixture
+def worker(database_url, broker_url, redis_client, monkeypatch):
+    """The workers' actors bound to the test Redis, consumed by an in-process worker."""
+    monkeypatch.setenv("BROKER_URL", broker_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    actors = importlib.import_module("workers.actors")
+    broker = importlib.import_module("workers.broker").broker
+    actors.sessions.cache_clear()
+    running = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    running.start()
+    yield broker
+    running.stop()

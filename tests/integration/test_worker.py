@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import uuid
-
-import dramatiq
-import pytest
 
 from webhook_receiver import create_app
 from webhook_receiver.gateways import ADAPTERS
 from webhook_receiver.settings import ReceiverSettings
 
 SECRET = "whsec_worker_tests"
-
-
-@pytest.fixture
-def worker(database_url, broker_url, redis_client, monkeypatch):
-    """The workers' actors bound to the test Redis, consumed by an in-process worker."""
-    monkeypatch.setenv("BROKER_URL", broker_url)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    actors = importlib.import_module("workers.actors")
-    broker = importlib.import_module("workers.broker").broker
-    actors.sessions.cache_clear()
-    running = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
-    running.start()
-    yield broker
-    running.stop()
 
 
 def test_a_webhook_credits_the_wallet_through_the_worker(

@@ -1,0 +1,166 @@
+"""Recovery: what a broker outage or a lost job left waiting reaches the workers again, sent
+by exactly one scheduler however many run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import update
+
+from ledger import relay
+from ledger.db import make_engine
+from ledger.models import InboxEvent
+from ledger.topup import create_topup
+from webhook_receiver import create_app
+from webhook_receiver.gateways import ADAPTERS
+from webhook_receiver.settings import ReceiverSettings
+from workers.jobs import JobSender
+from workers.scheduler import LEADER_LOCK_KEY, Scheduler
+
+from .test_settlement import stored_event
+
+SECRET = "whsec_relay_tests"
+WAIT = timedelta(seconds=30)
+
+
+def test_waiting_events_are_claimed_once_per_resend_interval(sessions):
+    received = stored_event(sessions, reference="x")
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        assert received not in relay.claim_due(session, now=now, resend_after=WAIT)
+    later = now + WAIT + timedelta(seconds=1)
+    with sessions.begin() as session:
+        assert received in relay.claim_due(session, now=later, resend_after=WAIT)
+    with sessions.begin() as session:
+        assert received not in relay.claim_due(session, now=later, resend_after=WAIT)
+    with sessions.begin() as session:
+        session.execute(
+            update(InboxEvent).where(InboxEvent.id == received).values(status="applied")
+        )
+    with sessions.begin() as session:
+        assert received not in relay.claim_due(session, now=later + 2 * WAIT, resend_after=WAIT)
+
+
+def test_a_parked_event_is_due_when_its_retry_time_comes(sessions):
+    parked = stored_event(sessions, reference="x")
+    now = datetime.now(UTC) + timedelta(hours=1)
+    with sessions.begin() as session:
+        session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.id == parked)
+            .values(status="parked", retry_at=now + timedelta(minutes=1))
+        )
+    with sessions.begin() as session:
+        assert parked not in relay.claim_due(session, now=now, resend_after=WAIT)
+    with sessions.begin() as session:
+        due = relay.claim_due(session, now=now + timedelta(minutes=2), resend_after=WAIT)
+    assert parked in due
+
+
+def test_events_accepted_while_the_broker_was_down_reach_the_workers(
+    worker, database_url, broker_url, engine, make_wallet, sessions, balance_of
+):
+    wallet = make_wallet()
+    with sessions.begin() as session:
+        topup = create_topup(session, wallet_id=wallet, amount_minor=700, gateway="stripe").id
+    down = create_app(
+        ReceiverSettings(
+            database_url=database_url,
+            broker_url="redis://127.0.0.1:1/0",
+            stripe_webhook_secrets=(SECRET,),
+        )
+    )
+    sample = ADAPTERS["stripe"].sample(
+        SECRET, amount_minor=700, currency="ZAR", reference=str(topup)
+    )
+    answer = down.test_client().post(
+        "/webhooks/stripe",
+        data=sample.body,
+        headers=sample.headers,
+        content_type=sample.content_type,
+    )
+    assert answer.get_json() == {"status": "accepted"}
+    time.sleep(0.5)
+    assert balance_of(wallet).balance_minor == 0  # nothing reached a worker
+
+    scheduler = Scheduler(engine, JobSender(broker_url), resend_after_s=0.1)
+    assert scheduler.tick() >= 1
+    worker.join("ledger", timeout=20_000)
+    assert balance_of(wallet).balance_minor == 700
+
+
+def test_only_one_scheduler_leads_and_a_standby_takes_over(database_url, broker_url):
+    engines = [make_engine(database_url), make_engine(database_url)]
+    first, second = (Scheduler(e, JobSender(broker_url)) for e in engines)
+    try:
+        assert first.try_to_lead()
+        assert not second.try_to_lead()
+        assert first.try_to_lead()  # still leading
+        first._release()
+        assert second.try_to_lead()
+    finally:
+        first._release()
+        second._release()
+        for engine in engines:
+            engine.dispose()
+
+
+def leader_locks(database_url):
+    """How many sessions hold the scheduler's leader lock."""
+    with psycopg.connect(database_url) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+            (LEADER_LOCK_KEY & 0xFFFFFFFF,),
+        ).fetchone()
+    return found[0]
+
+
+@pytest.mark.slow
+def test_two_scheduler_processes_one_leader(fresh_database_url, broker_url, tmp_path):
+    walletctl = Path(sys.executable).with_name("walletctl")
+    env = {
+        **os.environ,
+        "DATABASE_URL": fresh_database_url,
+        "BROKER_URL": broker_url,
+        "LOG_FORMAT": "text",
+    }
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    processes = [
+        subprocess.Popen(
+            [str(walletctl), "scheduler", "--interval-s", "0.2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
+        for log in logs
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and leader_locks(fresh_database_url) == 0:
+            time.sleep(0.2)
+        time.sleep(1.0)  # both have had several ticks to try
+        leading = [i for i, log in enumerate(logs) if "This scheduler leads" in log.read_text()]
+        assert len(leading) == 1
+        assert leader_locks(fresh_database_url) == 1
+        processes[leading[0]].send_signal(signal.SIGKILL)
+        processes[leading[0]].wait(timeout=10)
+        standby = 1 - leading[0]
+        deadline = time.monotonic() + 20
+        while (
+            time.monotonic() < deadline and "This scheduler leads" not in logs[standby].read_text()
+        ):
+            time.sleep(0.2)
+        assert "This scheduler leads" in logs[standby].read_text()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=10)
