@@ -59,8 +59,22 @@ class Recorded:
 
 def payload_digest(payload: Any) -> bytes:
     """SHA-256 of the payload's canonical JSON: equal payloads, equal digests."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).digest()
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).digest()
+
+
+def storable(value: Any) -> Any:
+    """`value` as PostgreSQL's jsonb can hold it: no NUL, no lone surrogate in any string.
+
+    A gateway may carry either in a customer's free text; the raw body keeps the exact bytes.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 def record(session: Session, event: IncomingEvent) -> Recorded:
@@ -86,7 +100,7 @@ def record(session: Session, event: IncomingEvent) -> Recorded:
                 "reference": event.reference,
                 "payment_method": event.payment_method,
                 "occurred_at": event.occurred_at,
-                "payload": event.payload,
+                "payload": storable(event.payload),
                 "payload_sha256": digest,
                 "body": event.body,
                 "headers": event.headers,
@@ -107,7 +121,7 @@ def record(session: Session, event: IncomingEvent) -> Recorded:
     session.add(
         InboxConflict(
             inbox_event_id=known_id,
-            payload=event.payload,
+            payload=storable(event.payload),
             payload_sha256=digest,
             body=event.body,
             headers=event.headers,

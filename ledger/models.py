@@ -94,8 +94,8 @@ def _in(column: str, values: Any) -> str:
 class Account(Base):
     """A wallet (credit-normal liability of one owner) or a per-currency system account.
 
-    Only wallets cache their totals here. A system account's totals are derived from its
-    transfers when read, so no transfer writes or locks a system account row.
+    Only wallets cache their totals here; a system account's totals are derived from its
+    transfers when read (ledger.totals), so no transfer writes or locks a system account row.
     """
 
     __tablename__ = "accounts"
@@ -145,7 +145,7 @@ class Transfer(Base):
     __tablename__ = "transfers"
     # The accounts are checked by the ledger_apply_transfer trigger (they exist, and share the
     # transfer's currency), not by foreign keys: a foreign key would share-lock the system
-    # account's row in every transfer, the one hot row its slots exist to avoid. Accounts are
+    # account's row in every transfer, a hot row every wallet would wait on. Accounts are
     # never deleted and never change currency, so the check cannot be raced.
     __table_args__ = (
         CheckConstraint(_in("kind", TransferKind), name="kind_known"),
@@ -388,7 +388,7 @@ class ProvisioningRequest(Base):
 
 
 class UsageRecord(Base):
-    """A metered charge a service reports, keyed by the id the service chose; billed once."""
+    """A metered charge a service reports, keyed by the id it chose within a wallet; billed once."""
 
     __tablename__ = "usage_records"
     __table_args__ = (
@@ -398,8 +398,10 @@ class UsageRecord(Base):
         CheckConstraint("length(resource_id) BETWEEN 1 AND 255", name="resource_id_length"),
     )
 
+    wallet_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id"), primary_key=True, index=True
+    )
     id: Mapped[str] = mapped_column(primary_key=True)
-    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
     resource_id: Mapped[str]
     description: Mapped[str]
     amount_minor: Mapped[int]

@@ -3,7 +3,9 @@ reversed. Never guessed, never twice.
 
 The inbox row is locked and leaves `received` (or `parked`) in the same transaction as the
 money it moves, so a redelivered job finds it done. Each transfer's idempotency key names the
-top-up or the gateway event besides, so no second path can move the same money again.
+top-up (one credit per top-up) or the refund's gateway event besides. A refund is matched to
+the top-up its payment settled, never by reference alone, and never reverses more than was
+credited.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ def _payment_succeeded(session: Session, event: InboxEvent, now: datetime) -> Ou
             InboxStatus.NEEDS_REVIEW,
             f"top-up {topup.id} was settled by payment {topup.payment_id} already",
         )
+    claimed_by = session.scalar(
+        select(Topup.id).where(Topup.gateway == event.gateway, Topup.payment_id == event.payment_id)
+    )
+    if claimed_by is not None:
+        return InboxStatus.NEEDS_REVIEW, f"payment {event.payment_id} settled top-up {claimed_by}"
     clearing = system_account_id(session, SystemAccount.clearing(topup.gateway), topup.currency)
     transfer(
         session,
@@ -97,12 +104,8 @@ def _payment_failed(session: Session, event: InboxEvent, now: datetime) -> Outco
 
 
 def _refund_succeeded(session: Session, event: InboxEvent, now: datetime) -> Outcome:
-    topup = session.scalar(
-        select(Topup)
-        .where(Topup.gateway == event.gateway, Topup.payment_id == event.payment_id)
-        .with_for_update()
-    ) or _topup_by_reference(session, event.reference)
-    if topup is None or topup.status != TopupStatus.SUCCEEDED:
+    topup = _topup_by_payment(session, event)
+    if topup is None:
         return InboxStatus.PARKED, "waiting for the payment this refund reverses"
     mismatch = _mismatch(topup, event)
     if mismatch or event.amount_minor is None:
@@ -131,6 +134,27 @@ def _refund_succeeded(session: Session, event: InboxEvent, now: datetime) -> Out
     return InboxStatus.APPLIED, None
 
 
+def _refund_failed(session: Session, event: InboxEvent, now: datetime) -> Outcome:
+    topup = _topup_by_payment(session, event)
+    if topup is not None and topup.refunded_minor > 0:
+        # The money came back after we reversed it: a person decides what to re-credit.
+        return InboxStatus.NEEDS_REVIEW, f"a refund of top-up {topup.id} failed after its reversal"
+    return InboxStatus.APPLIED, "refund failed at the gateway; nothing was reversed"
+
+
+def _topup_by_payment(session: Session, event: InboxEvent) -> Topup | None:
+    """The settled top-up this refund event's payment credited, locked; None if none yet."""
+    return session.scalar(
+        select(Topup)
+        .where(
+            Topup.gateway == event.gateway,
+            Topup.payment_id == event.payment_id,
+            Topup.status == TopupStatus.SUCCEEDED,
+        )
+        .with_for_update()
+    )
+
+
 def _nothing_to_do(session: Session, event: InboxEvent, now: datetime) -> Outcome:
     return InboxStatus.APPLIED, f"{event.kind}: no money moves"
 
@@ -155,4 +179,5 @@ _HANDLERS: dict[str, Callable[[Session, InboxEvent, datetime], Outcome]] = {
     "payment_succeeded": _payment_succeeded,
     "payment_failed": _payment_failed,
     "refund_succeeded": _refund_succeeded,
+    "refund_failed": _refund_failed,
 }

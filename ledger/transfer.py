@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ledger.db import refusals_as_domain_errors
-from ledger.errors import IdempotencyConflict, PendingNotFound
+from ledger.errors import IdempotencyConflict, PendingAlreadyResolved, PendingNotFound
 from ledger.models import Category, Transfer, TransferKind
 from ledger.money import validate_amount_minor, validate_currency
 
@@ -148,17 +148,23 @@ def void_expired(session: Session, now: datetime, *, limit: int = 500) -> list[T
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    return [
-        _resolve(
-            session,
-            pending,
-            TransferKind.VOID_PENDING,
-            f"expire:{pending.id}",
-            pending.amount_minor,
-            "hold expired",
-        ).transfer
-        for pending in expired
-    ]
+    voided = []
+    for pending in expired:
+        try:
+            with session.begin_nested():  # a hold posted meanwhile must not undo the others
+                voided.append(
+                    _resolve(
+                        session,
+                        pending,
+                        TransferKind.VOID_PENDING,
+                        f"expire:{pending.id}",
+                        pending.amount_minor,
+                        "hold expired",
+                    ).transfer
+                )
+        except PendingAlreadyResolved:
+            continue
+    return voided
 
 
 def _pending(session: Session, pending_id: int) -> Transfer:

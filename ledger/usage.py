@@ -44,7 +44,7 @@ def record_usage(
     inserted = session.execute(
         insert(UsageRecord).values(**values).on_conflict_do_nothing().returning(UsageRecord.id)
     ).scalar_one_or_none()
-    record = session.get(UsageRecord, usage_id, populate_existing=True)
+    record = session.get(UsageRecord, (wallet.id, usage_id), populate_existing=True)
     assert record is not None
     if inserted is None and any(getattr(record, f) != values[f] for f in _PAYLOAD):
         raise IdempotencyConflict(f"usage id {usage_id!r} was already used for another record")

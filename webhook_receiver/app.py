@@ -7,6 +7,7 @@ import re
 import uuid
 
 from flask import Flask, Response, g, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ledger import errors as ledger_errors
@@ -46,7 +47,7 @@ _LEDGER_STATUS: dict[type[ledger_errors.LedgerError], tuple[int, str]] = {
 
 
 def create_app(settings: ReceiverSettings | None = None) -> Flask:
-    """Build the receiver: webhooks, health, and (later) the service API."""
+    """Build the app: gateway webhooks, the service API, health and the OpenAPI document."""
     settings = settings or ReceiverSettings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
@@ -67,6 +68,7 @@ def create_app(settings: ReceiverSettings | None = None) -> Flask:
     app.register_error_handler(WebhookError, _webhook_error)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(ledger_errors.LedgerError, _ledger_error)
+    app.register_error_handler(OperationalError, _database_unavailable)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     init_rate_limiting(app, settings)  # after init_auth: the limit is per token subject
@@ -106,6 +108,13 @@ def _ledger_error(error: ledger_errors.LedgerError) -> Response:
         (422, "Refused by the ledger"),
     )
     return problem(status, title, str(error))
+
+
+def _database_unavailable(error: OperationalError) -> Response:
+    logger.warning(
+        "The database is unreachable.", exc_info=True, extra={"request_id": g.get("request_id")}
+    )
+    return problem(503, "Storage unavailable", "the database is not reachable; retry later")
 
 
 def _http_error(error: HTTPException) -> Response:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ledger.account import system_account_id
 from ledger.db import constraint_name
-from ledger.models import Account, Category, SystemAccount, Transfer
+from ledger.models import Account, SystemAccount, Transfer
 
 RAW_INSERT = text("""
     INSERT INTO transfers (idempotency_key, kind, category, debit_account_id,
@@ -285,4 +285,19 @@ def test_a_hold_must_expire_in_the_future(sessions, funded, revenue):
 def test_unknown_categories_are_refused(sessions, funded, revenue):
     params = raw_transfer(debit=funded, credit=revenue, category="gift")
     assert refused_by(sessions, RAW_INSERT, params) == "ck_transfers_category_known"
-    assert Category.ORDER_PAYMENT.value == "order_payment"
+
+
+def test_a_forced_transfer_never_credits_a_wallet(sessions, funded, make_wallet):
+    other = make_wallet()
+    params = raw_transfer(debit=funded, credit=other, amount=5000, forced=True, category="usage")
+    assert refused_by(sessions, RAW_INSERT, params) == "ck_transfers_forced_into_system"
+
+
+def test_owner_and_overdraft_limit_never_change_by_hand(sessions, funded):
+    for statement in (
+        "UPDATE accounts SET overdraft_limit_minor = 1000000 WHERE id = :id",
+        "UPDATE accounts SET owner_id = 'someone-else' WHERE id = :id",
+    ):
+        assert refused_by(sessions, text(statement), {"id": funded}) == (
+            "ck_accounts_totals_from_transfers"
+        )

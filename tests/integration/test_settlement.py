@@ -213,3 +213,42 @@ def test_a_refund_failure_moves_no_money(sessions, topup, balance_of):
     failed = stored_event(sessions, kind="refund_failed", amount_minor=5000, payment_id="pi_f")
     assert apply(sessions, failed) == "applied"
     assert balance_of(wallet).balance_minor == 5000
+
+
+def test_a_refund_failing_after_its_reversal_goes_to_review(sessions, topup, balance_of):
+    topup_id, wallet = topup(5000)
+    apply(sessions, stored_event(sessions, reference=topup_id, payment_id="pi_back"))
+    apply(
+        sessions,
+        stored_event(sessions, kind="refund_succeeded", amount_minor=1000, payment_id="pi_back"),
+    )
+    failed = stored_event(sessions, kind="refund_failed", amount_minor=1000, payment_id="pi_back")
+    assert apply(sessions, failed) == "needs_review"
+    assert balance_of(wallet).balance_minor == 4000
+
+
+def test_a_refund_of_a_payment_never_credited_reverses_nothing(sessions, topup, balance_of):
+    # A second payment for a settled top-up goes to review, never credited. Its refund carries
+    # the top-up's reference, but must not take the first payment's money back.
+    topup_id, wallet = topup(5000)
+    first, second = f"pi_{uuid.uuid4().hex}", f"pi_{uuid.uuid4().hex}"
+    apply(sessions, stored_event(sessions, reference=topup_id, payment_id=first))
+    apply(sessions, stored_event(sessions, reference=topup_id, payment_id=second))
+    refund = stored_event(
+        sessions, kind="refund_succeeded", reference=topup_id, amount_minor=5000, payment_id=second
+    )
+    assert apply(sessions, refund) == "parked"
+    assert balance_of(wallet).balance_minor == 5000
+
+
+def test_one_payment_never_settles_two_topups(sessions, topup, balance_of):
+    payment = f"pi_{uuid.uuid4().hex}"
+    first_id, first_wallet = topup(5000)
+    second_id, second_wallet = topup(5000)
+    apply(sessions, stored_event(sessions, reference=first_id, payment_id=payment))
+    again = stored_event(sessions, reference=second_id, payment_id=payment)
+    assert apply(sessions, again) == "needs_review"
+    assert (balance_of(first_wallet).balance_minor, balance_of(second_wallet).balance_minor) == (
+        5000,
+        0,
+    )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
+from sqlalchemy import select
+
+from ledger.models import InboxEvent
 from webhook_receiver import create_app
 from webhook_receiver.gateways import ADAPTERS
 from webhook_receiver.settings import ReceiverSettings
+from workers.jobs import APPLY_GATEWAY_EVENT, JobSender
 
 SECRET = "whsec_worker_tests"
 
@@ -39,5 +44,14 @@ def test_a_webhook_credits_the_wallet_through_the_worker(
             content_type=sample.content_type,
         )
         assert answer.status_code == 200
+    worker.join("ledger", timeout=20_000)
+    assert balance_of(wallet).balance_minor == 2500
+    # The broker and the relay deliver at least once: the same job again credits nothing.
+    with sessions() as session:
+        inbox_id = session.scalar(
+            select(InboxEvent.id).where(InboxEvent.event_id == json.loads(sample.body)["id"])
+        )
+    for _ in range(3):
+        JobSender(broker_url).send(APPLY_GATEWAY_EVENT, inbox_id)
     worker.join("ledger", timeout=20_000)
     assert balance_of(wallet).balance_minor == 2500

@@ -19,7 +19,7 @@ from flask import Response, g, jsonify, request
 from sqlalchemy.orm import Session
 
 from ledger import audit, idempotency
-from webhook_receiver.auth import current_principal
+from webhook_receiver.auth import Principal, current_principal
 from webhook_receiver.errors import Invalid
 from webhook_receiver.services import services
 
@@ -39,10 +39,14 @@ def _fingerprint() -> bytes:
     ).digest()
 
 
-def mutation(action: str) -> Callable[[View], Callable[..., Response]]:
+def mutation(
+    action: str, *, key_required: bool = False
+) -> Callable[[View], Callable[..., Response]]:
     """Run the view as `view(session, **url_args) -> (body, status)` in one audited transaction.
 
-    `action` names the change in the audit log; its subject is the response's `id`.
+    `action` names the change in the audit log; its subject is the response's `id`. With
+    `key_required`, a call without an Idempotency-Key is refused: it moves money, and a retry
+    after a lost answer must not move it again.
     """
 
     def decorate(view: View) -> Callable[..., Response]:
@@ -52,10 +56,13 @@ def mutation(action: str) -> Callable[[View], Callable[..., Response]]:
             key = request.headers.get("Idempotency-Key")
             if key is not None and not _KEY.fullmatch(key):
                 raise Invalid("Idempotency-Key must be 1 to 255 printable ASCII characters")
+            if key is None and key_required:
+                raise Invalid("this call moves money: send an Idempotency-Key header")
+            scope = _key_scope(principal)
             with services().sessions.begin() as session:
                 if key is not None:
                     stored = idempotency.claim(
-                        session, subject=principal.subject, key=key, fingerprint=_fingerprint()
+                        session, subject=scope, key=key, fingerprint=_fingerprint()
                     )
                     if stored is not None:
                         response = jsonify(stored.body)
@@ -66,7 +73,7 @@ def mutation(action: str) -> Callable[[View], Callable[..., Response]]:
                 _audit(session, action, principal.subject, body, url_args)
                 if key is not None:
                     idempotency.remember(
-                        session, subject=principal.subject, key=key, status_code=status, body=body
+                        session, subject=scope, key=key, status_code=status, body=body
                     )
             response = jsonify(body)
             response.status_code = status
@@ -75,6 +82,20 @@ def mutation(action: str) -> Callable[[View], Callable[..., Response]]:
         return run
 
     return decorate
+
+
+def _key_scope(principal: Principal) -> str:
+    """Whose keys these are: the token's subject within its tenant."""
+    return f"{principal.subject}|{principal.owner_id or ''}"
+
+
+def ledger_key(kind: str) -> str:
+    """A ledger idempotency key for this call, from its Idempotency-Key: bounded in length and
+    never shared between subjects or tenants."""
+    principal = current_principal()
+    client_key = request.headers.get("Idempotency-Key", "")
+    digest = hashlib.sha256(f"{_key_scope(principal)}\n{client_key}".encode()).hexdigest()
+    return f"{kind}:{digest}"
 
 
 def _audit(

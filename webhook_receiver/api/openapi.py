@@ -141,6 +141,7 @@ def _operation(
     body: dict[str, Any] | None = None,
     parameters: list[dict[str, Any]] | None = None,
     idempotent: bool = False,
+    key_required: bool = False,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(status): {
@@ -165,9 +166,10 @@ def _operation(
             {
                 "name": "Idempotency-Key",
                 "in": "header",
-                "required": False,
+                "required": key_required,
                 "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
-                "description": "Same key and body: the first response. Other body: 409.",
+                "description": "Same key and body: the first response. Other body: 409."
+                + (" Required: the call moves money." if key_required else ""),
             }
         )
     if body is not None:
@@ -273,6 +275,7 @@ def document(gateways: list[str]) -> dict[str, Any]:
                 orders.REFUND,
                 parameters=[_path_id("order_id")],
                 idempotent=True,
+                key_required=True,
             ),
         },
         "/api/v1/provisioning-requests": {
@@ -307,11 +310,12 @@ def document(gateways: list[str]) -> dict[str, Any]:
         "/api/v1/transfers": {
             "post": _operation(
                 "Move credit between wallets",
-                "wallets:write",
+                "admin",
                 201,
                 "Transfer",
                 transfers.CREATE,
                 idempotent=True,
+                key_required=True,
             ),
         },
     }

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ledger.order import create_order, get_order, pay_order, refund_order
 from webhook_receiver.api import blueprint, views
 from webhook_receiver.api.access import check_visible, visible_wallet
-from webhook_receiver.api.mutation import mutation
+from webhook_receiver.api.mutation import ledger_key, mutation
 from webhook_receiver.api.validation import AMOUNT, ID, TEXT_ID, body_schema, json_body
 from webhook_receiver.auth import requires
 from webhook_receiver.services import services
@@ -47,13 +47,14 @@ def pay(session: Session, order_id: uuid.UUID) -> tuple[dict[str, Any], int]:
 
 @blueprint.post("/orders/<uuid:order_id>/refunds", endpoint="order_refund")
 @requires("orders:write")
-@mutation("order.refund")
+@mutation("order.refund", key_required=True)
 def refund(session: Session, order_id: uuid.UUID) -> tuple[dict[str, Any], int]:
-    """Each call is one refund; with an Idempotency-Key a retried call refunds once."""
+    """One refund per Idempotency-Key (required): a retried call refunds once."""
     body = json_body(REFUND)
     check_visible(session, get_order(session, order_id).wallet_id, "order", order_id)
-    refund_key = request.headers.get("Idempotency-Key") or str(uuid.uuid4())
-    row = refund_order(session, order_id, amount_minor=body["amount_minor"], refund_key=refund_key)
+    row = refund_order(
+        session, order_id, amount_minor=body["amount_minor"], refund_key=ledger_key("refund")
+    )
     return views.order(row), 200
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,6 +16,8 @@ from webhook_receiver.api.validation import AMOUNT, ID, TEXT_ID, body_schema, js
 from webhook_receiver.auth import requires
 from webhook_receiver.errors import Invalid
 
+OCCURRED_AFTER = datetime(2000, 1, 1, tzinfo=UTC)
+OCCURRED_BEFORE = datetime(2100, 1, 1, tzinfo=UTC)
 CREATE = body_schema(
     {
         "usage_id": TEXT_ID,
@@ -40,6 +42,8 @@ def create(session: Session) -> tuple[dict[str, Any], int]:
         raise Invalid("body.occurred_at: not an RFC 3339 date-time") from None
     if occurred_at.tzinfo is None:
         raise Invalid("body.occurred_at: needs a UTC offset")
+    if not OCCURRED_AFTER <= occurred_at <= OCCURRED_BEFORE:
+        raise Invalid("body.occurred_at: must lie between 2000 and 2100")
     wallet = visible_wallet(session, uuid.UUID(body["wallet_id"]))
     row, _ = record_usage(
         session,

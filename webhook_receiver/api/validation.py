@@ -7,6 +7,7 @@ drift apart. Unknown fields are refused, and an integer is an integer: 10.0 is n
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import request
@@ -24,6 +25,7 @@ StrictValidator = validators.extend(Draft202012Validator, type_checker=_TYPES)
 AMOUNT = {"type": "integer", "minimum": 1, "maximum": AMOUNT_MINOR_MAX}
 ID = {"type": "string", "format": "uuid"}
 CURRENCY = {"enum": sorted(iso_currencies()), "description": "ISO 4217 code"}
+_CONTROL = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 TEXT_ID = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"}
 
 
@@ -50,7 +52,14 @@ def json_body(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(value: Any, schema: dict[str, Any], where: str) -> None:
-    """Raise Invalid with the first problem `value` has against `schema`."""
+    """Raise Invalid with the first problem `value` has against `schema`.
+
+    Beyond the schema, no string may hold a control character or a lone surrogate: JSON Schema
+    patterns let a trailing newline through, and PostgreSQL refuses NUL.
+    """
+    unprintable = _unprintable(value)
+    if unprintable is not None:
+        raise Invalid(f"{where}{unprintable}: control characters and lone surrogates are refused")
     validator = StrictValidator(schema, format_checker=FormatChecker())
     error: ValidationError | None = next(iter(validator.iter_errors(value)), None)
     if error is not None:
@@ -64,3 +73,20 @@ def check(value: Any, schema: dict[str, Any], where: str) -> None:
 
 def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
+
+
+def _unprintable(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) with a control character or surrogate."""
+    if isinstance(value, str):
+        return path if _CONTROL.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unprintable(key, f"{path}.{key!r}") or _unprintable(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unprintable(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
