@@ -62,9 +62,26 @@ SELECT t.id, t.pending_id
 FROM transfers t JOIN transfers p ON p.id = t.pending_id
 WHERE p.kind <> 'pending'
    OR t.amount_minor > p.amount_minor
+   OR (t.kind = 'post_pending' AND t.created_at >= p.expires_at)
    OR (t.kind = 'void_pending' AND t.amount_minor <> p.amount_minor)
    OR (t.debit_account_id, t.credit_account_id, t.currency)
       <> (p.debit_account_id, p.credit_account_id, p.currency)
+ORDER BY t.id
+""")
+
+
+# Transfers the trigger would have refused: accounts of another currency, or a forced transfer
+# (money that already left) crediting a wallet.
+_BAD_TRANSFERS = text("""
+SELECT t.id,
+       CASE WHEN d.currency <> t.currency OR c.currency <> t.currency
+            THEN 'its accounts hold ' || d.currency || ' and ' || c.currency
+                 || ', the transfer is in ' || t.currency
+            ELSE 'forced, yet it credits a wallet' END
+FROM transfers t
+JOIN accounts d ON d.id = t.debit_account_id
+JOIN accounts c ON c.id = t.credit_account_id
+WHERE d.currency <> t.currency OR c.currency <> t.currency OR (t.forced AND c.kind = 'wallet')
 ORDER BY t.id
 """)
 
@@ -79,7 +96,11 @@ class Breach:
 
 
 def verify(session: Session) -> list[Breach]:
-    """Every invariant breach in the ledger; an empty list means the ledger is sound.
+    """The invariant breaches found in the ledger; an empty list means none was found.
+
+    Checked: each wallet's cached totals against its transfers; zero-sum per currency; that
+    non-forced spending fits what was credited plus the overdraft limit (in total, not in time
+    order); each transfer's currency and forced flag; each hold's resolution.
 
     Reads everything in one repeatable-read snapshot, so concurrent transfers cannot make a
     sound ledger look broken. The caller's transaction must not have run a query yet.
@@ -113,12 +134,14 @@ def verify(session: Session) -> list[Breach]:
                 " spending exceeded the funds",
             )
         )
+    for transfer_id, detail in session.execute(_BAD_TRANSFERS):
+        breaches.append(Breach("transfer_allowed", f"transfer {transfer_id}", detail))
     for transfer_id, pending_id in session.execute(_BAD_RESOLUTIONS):
         breaches.append(
             Breach(
                 "resolution_matches_pending",
                 f"transfer {transfer_id}",
-                f"does not match pending transfer {pending_id}",
+                f"does not match pending transfer {pending_id}, or posts it after its expiry",
             )
         )
     return breaches

@@ -177,3 +177,27 @@ def test_the_installed_console_script_runs(fresh_database_url):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ok"] is True
+
+
+def test_verify_finds_transfers_the_guards_would_have_refused(walletctl, fresh_database_url):
+    zar = output(walletctl("wallet", "create", "--owner", "a", "--currency", "ZAR"))["id"]
+    other = output(walletctl("wallet", "create", "--owner", "b", "--currency", "ZAR"))["id"]
+    usd = output(walletctl("wallet", "create", "--owner", "c", "--currency", "USD"))["id"]
+    with psycopg.connect(fresh_database_url, autocommit=True) as connection:
+        # Only someone who switches the guards off can write these; verify must still see them.
+        connection.execute("ALTER TABLE transfers DISABLE TRIGGER USER")
+        for key, debit, credit, forced, category in (
+            ("mixed", zar, usd, False, "transfer"),
+            ("forced-into-wallet", zar, other, True, "usage"),
+        ):
+            connection.execute(
+                "INSERT INTO transfers (idempotency_key, kind, category, debit_account_id,"
+                " credit_account_id, amount_minor, currency, forced)"
+                " VALUES (%s, 'posted', %s, %s, %s, 10, 'ZAR', %s)",
+                (key, category, debit, credit, forced),
+            )
+    result = walletctl("verify")
+    assert result.exit_code == 1
+    details = [b["detail"] for b in output(result)["breaches"] if b["check"] == "transfer_allowed"]
+    assert any("hold ZAR and USD" in d for d in details)
+    assert any("forced, yet it credits a wallet" in d for d in details)
