@@ -51,6 +51,8 @@ def web(
         "ADYEN_HMAC_KEY": "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056",
         "PAYFAST_PASSPHRASE": "payfast-e2e",
         "PAYFAST_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "WALLETPIPE_JWT_SECRET": "e2e-jwt-secret-long-enough-for-hs256-0123",
+        "LOG_FORMAT": "text",
     }
     log = (tmp_path / "gunicorn.log").open("w")
     process = subprocess.Popen(
