@@ -85,8 +85,8 @@ def mutation(
 
 
 def _key_scope(principal: Principal) -> str:
-    """Whose keys these are: the token's subject within its tenant."""
-    return f"{principal.subject}|{principal.owner_id or ''}"
+    """Whose keys these are: the token's subject within its tenant (JSON: no two collide)."""
+    return json.dumps([principal.subject, principal.owner_id])
 
 
 def ledger_key(kind: str) -> str:
