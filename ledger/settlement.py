@@ -40,7 +40,13 @@ def apply_gateway_event(session: Session, inbox_id: int, *, now: datetime) -> In
         raise NotFound(f"no inbox event with id {inbox_id}")
     if event.status not in (InboxStatus.RECEIVED, InboxStatus.PARKED):
         return InboxStatus(event.status)
-    status, reason = _HANDLERS.get(event.kind, _nothing_to_do)(session, event, now)
+    outcome: Outcome
+    if event.kind in _MATCHED_BY_PAYMENT and event.payment_id is None:
+        # Without a payment id a lookup by it would match every top-up that has none.
+        outcome = InboxStatus.NEEDS_REVIEW, "the event names no gateway payment"
+    else:
+        outcome = _HANDLERS.get(event.kind, _nothing_to_do)(session, event, now)
+    status, reason = outcome
     event.status, event.status_reason = status, reason
     event.retry_at = now + PARK_RETRY if status is InboxStatus.PARKED else None
     if status is InboxStatus.APPLIED:
@@ -181,3 +187,6 @@ _HANDLERS: dict[str, Callable[[Session, InboxEvent, datetime], Outcome]] = {
     "refund_succeeded": _refund_succeeded,
     "refund_failed": _refund_failed,
 }
+
+# Kinds settled by matching the gateway's payment id (a capture claims it, a refund finds it).
+_MATCHED_BY_PAYMENT = frozenset({"payment_succeeded", "refund_succeeded", "refund_failed"})

@@ -62,9 +62,8 @@ def test_a_signed_event_is_accepted_and_stored(web, sessions, gateway):
         assert json.loads(json.loads(again.stdout)["answer"]) == {"status": "duplicate"}
 
 
-def test_an_unconfigured_gateway_is_explained(web):
-    env = {k: v for k, v in web.env.items() if k != "STRIPE_WEBHOOK_SECRET"}
-    sent = subprocess.run(
+def send_stripe(web, env):
+    return subprocess.run(
         [
             str(BIN / "walletctl"),
             "webhook",
@@ -85,32 +84,16 @@ def test_an_unconfigured_gateway_is_explained(web):
         timeout=60,
         check=False,
     )
+
+
+def test_an_unconfigured_gateway_is_explained(web):
+    env = {k: v for k, v in web.env.items() if k != "STRIPE_WEBHOOK_SECRET"}
+    sent = send_stripe(web, env)
     assert sent.returncode == 1
     assert "STRIPE_WEBHOOK_SECRET is not set" in sent.stderr
 
 
 def test_a_wrong_secret_is_refused_by_the_receiver(web):
-    env = {**web.env, "STRIPE_WEBHOOK_SECRET": "whsec_not_the_receivers"}
-    sent = subprocess.run(
-        [
-            str(BIN / "walletctl"),
-            "webhook",
-            "send",
-            "stripe",
-            "--amount-minor",
-            "1",
-            "--currency",
-            "ZAR",
-            "--reference",
-            "x",
-            "--url",
-            f"{web.url}/webhooks/stripe",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    sent = send_stripe(web, {**web.env, "STRIPE_WEBHOOK_SECRET": "whsec_not_the_receivers"})
     assert sent.returncode == 1
     assert "answered 401" in sent.stderr

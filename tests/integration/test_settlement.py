@@ -40,9 +40,10 @@ def stored_event(
     amount_minor=5000,
     currency="ZAR",
     gateway="stripe",
-    payment_id=None,
+    payment_id="",
     event_id=None,
 ):
+    """Store a verified event; `payment_id` "" picks a fresh one, None stores none."""
     with sessions.begin() as session:
         return inbox.record(
             session,
@@ -51,7 +52,7 @@ def stored_event(
                 event_id=event_id or f"evt_{uuid.uuid4().hex}",
                 kind=kind,
                 actionable=True,
-                payment_id=payment_id or f"pi_{uuid.uuid4().hex[:12]}",
+                payment_id=f"pi_{uuid.uuid4().hex[:12]}" if payment_id == "" else payment_id,
                 amount_minor=amount_minor,
                 currency=currency,
                 reference=None if reference is None else str(reference),
@@ -252,3 +253,12 @@ def test_one_payment_never_settles_two_topups(sessions, topup, balance_of):
         5000,
         0,
     )
+
+
+@pytest.mark.parametrize("kind", ["payment_succeeded", "refund_succeeded", "refund_failed"])
+def test_an_event_without_a_payment_id_matches_nothing(sessions, topup, balance_of, kind):
+    pending_id, pending_wallet = topup(5000)  # a pending top-up has no payment id either
+    event = stored_event(sessions, kind=kind, reference=pending_id, payment_id=None)
+    assert apply(sessions, event) == "needs_review"
+    assert balance_of(pending_wallet).balance_minor == 0
+    assert row(sessions, Topup, pending_id).status == "pending"
