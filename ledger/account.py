@@ -100,6 +100,17 @@ def wallet_balance(wallet: Account) -> WalletBalance:
     )
 
 
+def current_balance(session: Session, wallet_id: uuid.UUID) -> WalletBalance:
+    """The wallet's balance as the database has it now, after this transaction's transfers.
+
+    Reloads the row: the totals are kept by a trigger, behind the session's back.
+    """
+    wallet = session.get(Account, wallet_id, populate_existing=True)
+    if wallet is None or wallet.kind != AccountKind.WALLET:
+        raise AccountNotFound(f"no wallet with id {wallet_id}")
+    return wallet_balance(wallet)
+
+
 def system_account_id(session: Session, code: str, currency: str) -> uuid.UUID:
     """The id of the system account `code` in `currency`, creating it on first use.
 

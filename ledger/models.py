@@ -234,6 +234,12 @@ class InboxEvent(Base):
             "received_at",
             postgresql_where=text("status IN ('received', 'parked')"),
         ),
+        # A worker applying one wallet's capture claims that wallet's other waiting captures.
+        Index(
+            "ix_inbox_events_received_reference",
+            "reference",
+            postgresql_where=text("status = 'received'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
@@ -294,6 +300,12 @@ class Topup(Base):
             "refunded_minor BETWEEN 0 AND credited_minor", name="refunds_within_credited"
         ),
         UniqueConstraint("gateway", "payment_id"),
+        # A wallet's captures waiting to be applied are found through its unsettled top-ups.
+        Index(
+            "ix_topups_unsettled_wallet_id",
+            "wallet_id",
+            postgresql_where=text("status <> 'succeeded'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(
@@ -426,3 +438,84 @@ class ApiIdempotencyKey(Base):
     status_code: Mapped[int]
     response: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class OutboxEvent(Base):
+    """A fact for the world outside, written in the transaction that made it true.
+
+    The workers deliver it to every configured channel after commit; the scheduler re-sends
+    what a crash or a broker outage left undelivered. One event per `key`.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        CheckConstraint(r"event_type ~ '^[a-z_]+(\.[a-z_]+)+$'", name="event_type_format"),
+        CheckConstraint("length(key) BETWEEN 1 AND 255", name="key_length"),
+        CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
+        CheckConstraint("delivered_at IS NULL OR failed_at IS NULL", name="delivered_or_failed"),
+        # The relay looks for events still to deliver.
+        Index(
+            "ix_outbox_events_undelivered",
+            "created_at",
+            postgresql_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    event_type: Mapped[str]
+    key: Mapped[str] = mapped_column(unique=True)
+    wallet_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    relayed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None]
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+
+
+class OutboxDelivery(Base):
+    """One channel's successful delivery of an outbox event: never repeated on a retry."""
+
+    __tablename__ = "outbox_deliveries"
+    __table_args__ = (CheckConstraint("length(channel) BETWEEN 1 AND 255", name="channel_length"),)
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(primary_key=True)
+    delivered_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class OwnerContact(Base):
+    """Where an owner hears of its wallets' events: a WhatsApp number in E.164 form."""
+
+    __tablename__ = "owner_contacts"
+    __table_args__ = (
+        CheckConstraint("length(owner_id) BETWEEN 1 AND 255", name="owner_id_length"),
+        CheckConstraint(r"whatsapp_to ~ '^\+[1-9][0-9]{6,14}$'", name="whatsapp_e164"),
+    )
+
+    owner_id: Mapped[str] = mapped_column(primary_key=True)
+    whatsapp_to: Mapped[str]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class DeadLetter(Base):
+    """A job the workers gave up on: kept with its error until an operator replays it."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        CheckConstraint("length(message_id) BETWEEN 1 AND 255", name="message_id_length"),
+        Index("ix_dead_letters_waiting", "failed_at", postgresql_where=text("replayed_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(unique=True)
+    queue_name: Mapped[str]
+    actor_name: Mapped[str]
+    args: Mapped[list[Any]] = mapped_column(JSONB())
+    kwargs: Mapped[dict[str, Any]]
+    error: Mapped[str]
+    failed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    replayed_at: Mapped[datetime | None]
+    replay_message_id: Mapped[str | None]

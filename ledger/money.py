@@ -87,3 +87,9 @@ class Money:
         """The amount in major units as a plain decimal string ("10.50")."""
         places = exponent(self.currency)
         return f"{Decimal(self.amount_minor).scaleb(-places):.{places}f}"
+
+
+def display(amount_minor: int, currency: str) -> str:
+    """An amount for people to read, sign first: "ZAR 10.50", "-ZAR 3.00"."""
+    sign = "-" if amount_minor < 0 else ""
+    return f"{sign}{currency} {Money(abs(amount_minor), currency).format_major()}"

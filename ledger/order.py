@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ledger import outbox
 from ledger.account import get_wallet, system_account_id
 from ledger.db import constraint_name
 from ledger.errors import (
@@ -93,6 +94,17 @@ def pay_order(session: Session, order_id: uuid.UUID) -> Order:
         return order
     order.status = OrderStatus.PAID
     order.paid_minor = order.amount_minor
+    outbox.emit_for_wallet(
+        session,
+        "order.paid",
+        key=f"order.paid:{order.id}",
+        wallet_id=order.wallet_id,
+        data={
+            "order_id": str(order.id),
+            "reference": order.reference,
+            "amount_minor": order.amount_minor,
+        },
+    )
     return order
 
 
@@ -130,11 +142,23 @@ def refund_order(
             f"order {order.id}: refunds would total {order.refunded_minor + amount_minor},"
             f" more than the {order.paid_minor} paid"
         )
-    transfer(session, request)
+    refund = transfer(session, request).transfer
     order.refunded_minor += amount_minor
     order.status = (
         OrderStatus.REFUNDED
         if order.refunded_minor == order.paid_minor
         else OrderStatus.PARTIALLY_REFUNDED
+    )
+    outbox.emit_for_wallet(
+        session,
+        "order.refunded",
+        key=f"order.refunded:{refund.id}",
+        wallet_id=order.wallet_id,
+        data={
+            "order_id": str(order.id),
+            "reference": order.reference,
+            "amount_minor": amount_minor,
+            "refunded_minor": order.refunded_minor,
+        },
     )
     return order

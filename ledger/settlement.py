@@ -2,10 +2,15 @@
 reversed. Never guessed, never twice.
 
 The inbox row is locked and leaves `received` (or `parked`) in the same transaction as the
-money it moves, so a redelivered job finds it done. Each transfer's idempotency key names the
-top-up (one credit per top-up) or the refund's gateway event besides. A refund is matched to
-the top-up its payment settled, never by reference alone, and never reverses more than was
-credited.
+money it moves and the outbox events that announce it, so a redelivered job finds it done.
+Each transfer's idempotency key names the top-up (one credit per top-up) or the refund's
+gateway event besides. A refund is matched to the top-up its payment settled, never by
+reference alone, and never reverses more than was credited.
+
+A wallet receiving many top-ups at once is a hot row: every credit waits for the one before it
+to commit. So the worker applying one capture also claims that wallet's other waiting captures
+(rows other workers hold are skipped) and applies them in the same transaction, one commit for
+the lot; each is still decided on its own, inside a savepoint of its own.
 """
 
 from __future__ import annotations
@@ -14,32 +19,65 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import cast, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.types import Text
 
-from ledger.account import system_account_id
+from ledger import outbox
+from ledger.account import current_balance, system_account_id
 from ledger.errors import NotFound
 from ledger.models import Category, InboxEvent, InboxStatus, SystemAccount, Topup, TopupStatus
 from ledger.transfer import TransferRequest, transfer
 
 # A refund can arrive before the capture it refunds; it waits this long between tries.
 PARK_RETRY = timedelta(minutes=1)
+# How many of a hot wallet's waiting captures one transaction applies at most, the first
+# included: enough to turn a queue of row-lock waits into a few commits, few enough to keep a
+# transaction short.
+BATCH_MAX_DEFAULT = 32
 
 Outcome = tuple[InboxStatus, str | None]
 
 
-def apply_gateway_event(session: Session, inbox_id: int, *, now: datetime) -> InboxStatus:
-    """Apply the inbox event `inbox_id` once; returns its status afterwards.
+def apply_gateway_event(
+    session: Session, inbox_id: int, *, now: datetime, batch_max: int = 1
+) -> dict[int, InboxStatus]:
+    """Apply the inbox event `inbox_id` once; returns the new status of each event it decided.
 
-    An event applied or set aside before is left as it is. A business outcome (unknown
-    reference, mismatch, refund ahead of its capture) is recorded on the row, not raised.
-    Raises NotFound for an unknown id; database errors propagate for the caller to retry.
+    With `batch_max` > 1 a capture brings along up to `batch_max - 1` other waiting captures
+    of the same wallet, each applied as if on its own. An event applied or set aside before is
+    left as it is, and the answer is empty. A business outcome (unknown reference, mismatch,
+    refund ahead of its capture) is recorded on the row, not raised. Raises NotFound for an
+    unknown id; database errors propagate for the caller to retry.
     """
     event = session.scalar(select(InboxEvent).where(InboxEvent.id == inbox_id).with_for_update())
     if event is None:
         raise NotFound(f"no inbox event with id {inbox_id}")
     if event.status not in (InboxStatus.RECEIVED, InboxStatus.PARKED):
-        return InboxStatus(event.status)
+        return {}
+    statuses = {inbox_id: _apply(session, event, now)}
+    if batch_max > 1 and event.kind == "payment_succeeded":
+        topup_id = _topup_id(event)
+        wallet_id = topup_id and session.scalar(select(Topup.wallet_id).where(Topup.id == topup_id))
+        if wallet_id is not None:
+            for companion in _waiting_captures(session, wallet_id, event.id, batch_max - 1):
+                with session.begin_nested():
+                    statuses[companion.id] = _apply(session, companion, now)
+    applied = [id_ for id_, status in statuses.items() if status is InboxStatus.APPLIED]
+    if applied:
+        # Stamped last, as close to the commit as the transaction gets: when the balances
+        # became what these events made them.
+        session.flush()
+        session.execute(
+            update(InboxEvent)
+            .where(InboxEvent.id.in_(applied))
+            .values(applied_at=func.clock_timestamp())
+            .execution_options(synchronize_session=False)
+        )
+    return statuses
+
+
+def _apply(session: Session, event: InboxEvent, now: datetime) -> InboxStatus:
     outcome: Outcome
     if event.kind in _MATCHED_BY_PAYMENT and event.payment_id is None:
         # Without a payment id a lookup by it would match every top-up that has none.
@@ -49,13 +87,34 @@ def apply_gateway_event(session: Session, inbox_id: int, *, now: datetime) -> In
     status, reason = outcome
     event.status, event.status_reason = status, reason
     event.retry_at = now + PARK_RETRY if status is InboxStatus.PARKED else None
-    if status is InboxStatus.APPLIED:
-        event.applied_at = now
     return status
 
 
+def _waiting_captures(
+    session: Session, wallet_id: uuid.UUID, besides: int, limit: int
+) -> list[InboxEvent]:
+    """Up to `limit` captures still waiting for the wallet's unsettled top-ups, locked."""
+    unsettled = select(cast(Topup.id, Text)).where(
+        Topup.wallet_id == wallet_id, Topup.status != TopupStatus.SUCCEEDED
+    )
+    return list(
+        session.scalars(
+            select(InboxEvent)
+            .where(
+                InboxEvent.status == InboxStatus.RECEIVED,
+                InboxEvent.kind == "payment_succeeded",
+                InboxEvent.id != besides,
+                InboxEvent.reference.in_(unsettled),
+            )
+            .order_by(InboxEvent.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
 def _payment_succeeded(session: Session, event: InboxEvent, now: datetime) -> Outcome:
-    topup = _topup_by_reference(session, event.reference)
+    topup = _topup_by_reference(session, event)
     if topup is None:
         return InboxStatus.NEEDS_REVIEW, f"no top-up matches reference {event.reference!r}"
     mismatch = _mismatch(topup, event)
@@ -95,16 +154,40 @@ def _payment_succeeded(session: Session, event: InboxEvent, now: datetime) -> Ou
     topup.payment_id = event.payment_id
     topup.credited_minor = event.amount_minor
     topup.settled_at = now
+    outbox.emit_for_wallet(
+        session,
+        "wallet.credited",
+        key=f"wallet.credited:topup:{topup.id}",
+        wallet_id=topup.wallet_id,
+        data={
+            "topup_id": str(topup.id),
+            "amount_minor": event.amount_minor,
+            "gateway": topup.gateway,
+            "payment_id": event.payment_id,
+            "payment_method": event.payment_method,
+        },
+    )
     return InboxStatus.APPLIED, None
 
 
 def _payment_failed(session: Session, event: InboxEvent, now: datetime) -> Outcome:
-    topup = _topup_by_reference(session, event.reference)
+    topup = _topup_by_reference(session, event)
     if topup is None:
         return InboxStatus.NEEDS_REVIEW, f"no top-up matches reference {event.reference!r}"
     if topup.status == TopupStatus.PENDING:
         topup.status = TopupStatus.FAILED
         topup.settled_at = now
+        outbox.emit_for_wallet(
+            session,
+            "topup.failed",
+            key=f"topup.failed:{topup.id}",
+            wallet_id=topup.wallet_id,
+            data={
+                "topup_id": str(topup.id),
+                "amount_minor": topup.amount_minor,
+                "gateway": topup.gateway,
+            },
+        )
     # A failure after a success changes nothing; a later success still settles a failed one.
     return InboxStatus.APPLIED, None
 
@@ -137,6 +220,29 @@ def _refund_succeeded(session: Session, event: InboxEvent, now: datetime) -> Out
         ),
     )
     topup.refunded_minor += event.amount_minor
+    key = f"{event.gateway}:{event.event_id}"
+    outbox.emit_for_wallet(
+        session,
+        "topup.refunded",
+        key=f"topup.refunded:{key}",
+        wallet_id=topup.wallet_id,
+        data={
+            "topup_id": str(topup.id),
+            "amount_minor": event.amount_minor,
+            "refunded_minor": topup.refunded_minor,
+            "gateway": topup.gateway,
+        },
+    )
+    balance = current_balance(session, topup.wallet_id)
+    if balance.balance_minor < 0 <= balance.balance_minor + event.amount_minor:
+        # This refund took the wallet into debt: spending is blocked until a top-up covers it.
+        outbox.emit_for_wallet(
+            session,
+            "wallet.negative",
+            key=f"wallet.negative:{key}",
+            wallet_id=topup.wallet_id,
+            data={"debt_minor": -balance.balance_minor, "cause": "topup.refunded"},
+        )
     return InboxStatus.APPLIED, None
 
 
@@ -165,10 +271,17 @@ def _nothing_to_do(session: Session, event: InboxEvent, now: datetime) -> Outcom
     return InboxStatus.APPLIED, f"{event.kind}: no money moves"
 
 
-def _topup_by_reference(session: Session, reference: str | None) -> Topup | None:
+def _topup_id(event: InboxEvent) -> uuid.UUID | None:
+    """The top-up id the event's reference carries, if it is one."""
     try:
-        topup_id = uuid.UUID(reference or "")
+        return uuid.UUID(event.reference or "")
     except ValueError:
+        return None
+
+
+def _topup_by_reference(session: Session, event: InboxEvent) -> Topup | None:
+    topup_id = _topup_id(event)
+    if topup_id is None:
         return None
     return session.scalar(select(Topup).where(Topup.id == topup_id).with_for_update())
 

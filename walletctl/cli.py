@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ledger.settings import LedgerSettings
-from walletctl.commands import adjust, db, scheduler, token, verify, wallet, webhook
+from walletctl.commands import adjust, contact, db, dlq, scheduler, token, verify, wallet, webhook
 from walletctl.context import Context
 
 
@@ -30,6 +30,8 @@ for command in (
     token.token,
     scheduler.scheduler,
     scheduler.relay,
+    dlq.dlq,
+    contact.contact,
 ):
     cli.add_command(command)
 

@@ -1,44 +1,106 @@
 """The workers' jobs. Actors are plain callables that take ids and own one transaction each.
 
 Run them with `dramatiq workers.actors` (the Procfile's worker). A business outcome is recorded
-and the actor returns; a database error raises, and Dramatiq retries it with a bound.
+and the actor returns; a database error raises, and Dramatiq retries it with a bound. Outbox
+events a job writes are handed to the notification workers once its transaction commits.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import dramatiq
-from sqlalchemy.orm import Session, sessionmaker
 
 import workers.broker  # noqa: F401  (sets the broker the actors bind to)
-from ledger import settlement
-from ledger.db import make_engine, make_session_factory
+from ledger import outbox, settlement
 from ledger.errors import NotFound
-from ledger.settings import LedgerSettings
-from workers.jobs import APPLY_GATEWAY_EVENT
+from workers import process
+from workers.errors import DeliveryFailed
+from workers.jobs import APPLY_GATEWAY_EVENT, DELIVER_NOTIFICATION
 
 logger = logging.getLogger(__name__)
-
-
-@functools.cache
-def sessions() -> sessionmaker[Session]:
-    """This process's sessions, created on first use: after the fork, never shared across one."""
-    settings = LedgerSettings.from_env()
-    return make_session_factory(make_engine(settings.database_url, pool_size=settings.pool_size))
 
 
 @dramatiq.actor(
     actor_name=APPLY_GATEWAY_EVENT.actor_name, queue_name=APPLY_GATEWAY_EVENT.queue_name
 )
 def apply_gateway_event(inbox_id: int) -> None:
-    """Apply a stored gateway event to the ledger, once, however often it is delivered."""
+    """Apply a stored gateway event to the ledger, once, however often it is delivered.
+
+    A capture brings along its wallet's other waiting captures (settlement.BATCH_MAX_DEFAULT).
+    """
     try:
-        with sessions().begin() as session:
-            status = settlement.apply_gateway_event(session, inbox_id, now=datetime.now(UTC))
+        with process.sessions().begin() as session:
+            statuses = settlement.apply_gateway_event(
+                session,
+                inbox_id,
+                now=datetime.now(UTC),
+                batch_max=settlement.BATCH_MAX_DEFAULT,
+            )
+            notices = outbox.emitted(session)
     except NotFound:
         logger.error("Inbox event %s does not exist; nothing to apply.", inbox_id)
         return
-    logger.info("Inbox event %s: %s.", inbox_id, status, extra={"inbox_id": inbox_id})
+    if not statuses:
+        logger.debug("Inbox event %s was settled before.", inbox_id, extra={"inbox_id": inbox_id})
+    for settled_id, status in statuses.items():
+        logger.info("Inbox event %s: %s.", settled_id, status, extra={"inbox_id": settled_id})
+    announce(notices)
+
+
+@dramatiq.actor(
+    actor_name=DELIVER_NOTIFICATION.actor_name, queue_name=DELIVER_NOTIFICATION.queue_name
+)
+def deliver_notification(outbox_id: int) -> None:
+    """Deliver an outbox event to each configured channel that does not have it yet.
+
+    A channel that fails is retried by the outbox's own backoff (the scheduler re-sends the
+    job), not by Dramatiq, so the channels that took it are never sent it again.
+    """
+    now = datetime.now(UTC)
+    with process.sessions().begin() as session:
+        locked = outbox.lock_for_delivery(session, outbox_id)
+        if locked is None:
+            return  # delivered, given up on, or being delivered by another worker now
+        notice, done = locked
+        errors: dict[str, str] = {}
+        for channel in process.channels():
+            if channel.name in done or not channel.accepts(notice):
+                continue
+            try:
+                channel.send(notice)
+            except DeliveryFailed as exc:
+                errors[channel.name] = str(exc)
+                continue
+            except Exception as exc:  # a channel's bug counts as a failed attempt, bounded
+                logger.exception("Channel %s failed on %s.", channel.name, outbox_id)
+                errors[channel.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            outbox.record_delivery(session, outbox_id, channel.name)
+        state = outbox.finish_attempt(session, outbox_id, now=now, errors=errors)
+    # A delivered notification is logged by the channels themselves; trouble is logged here.
+    log = logger.debug if state == "delivered" else logger.warning
+    log(
+        "Notification %s %s: %s%s.",
+        notice.event_type,
+        outbox_id,
+        state,
+        f" ({'; '.join(errors.values())})" if errors else "",
+        extra={"outbox_id": outbox_id, "event_type": notice.event_type},
+    )
+
+
+def announce(outbox_ids: Iterable[int]) -> None:
+    """Send delivery jobs for committed outbox events; what fails to go out, the relay re-sends."""
+    for outbox_id in outbox_ids:
+        try:
+            deliver_notification.send(outbox_id)
+        except Exception:  # committed already: the relay finds the event undelivered
+            logger.warning(
+                "Could not send notification %s; the relay will re-send it.",
+                outbox_id,
+                exc_info=True,
+                extra={"outbox_id": outbox_id},
+            )

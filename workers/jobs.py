@@ -26,7 +26,9 @@ class Job:
     queue_name: str
 
 
+# Queues per kind of work, so each can be given its own workers (`dramatiq ... --queues`).
 APPLY_GATEWAY_EVENT = Job("apply_gateway_event", "ledger")
+DELIVER_NOTIFICATION = Job("deliver_notification", "notifications")
 
 
 def connect_broker(url: str, *, timeout_s: float, middleware: list[Any] | None = None) -> Any:
@@ -60,11 +62,15 @@ class JobSender:
 
     def send(self, job: Job, *args: Any) -> bool:
         """Enqueue `job(*args)`; True when the broker took it."""
+        return self.send_message(job, *args) is not None
+
+    def send_message(self, job: Job, *args: Any, **kwargs: Any) -> str | None:
+        """Enqueue `job(*args, **kwargs)`; the message id, or None when the broker refused."""
         message: Message[Any] = Message(
             queue_name=job.queue_name,
             actor_name=job.actor_name,
             args=args,
-            kwargs={},
+            kwargs=kwargs,
             options={},
         )
         try:
@@ -77,8 +83,8 @@ class JobSender:
                 exc_info=True,
                 extra={"job": job.actor_name},
             )
-            return False
-        return True
+            return None
+        return message.message_id
 
     def close(self) -> None:
         self._broker.close()

@@ -1,6 +1,7 @@
 """The scheduler: one leader at a time, elected by a PostgreSQL advisory lock, so running
 several (on several machines) is safe. Each tick it re-sends inbox events left waiting and
-voids holds past their expiry.
+outbox events left undelivered (a crash, a broker outage, a channel's backoff), and voids
+holds past their expiry.
 
 The leader holds a session-level advisory lock on a connection of its own for as long as it
 lives; when it dies, PostgreSQL releases the lock and a standby takes over within a tick.
@@ -16,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger import relay
+from ledger import outbox, relay
 from ledger.db import make_session_factory
 from ledger.transfer import void_expired
-from workers.jobs import APPLY_GATEWAY_EVENT, JobSender
+from workers.jobs import APPLY_GATEWAY_EVENT, DELIVER_NOTIFICATION, JobSender
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +72,27 @@ class Scheduler:
         return bool(won)
 
     def tick(self, now: datetime | None = None) -> int:
-        """One round of duties; returns how many inbox events were sent to the workers."""
+        """One round of duties; returns how many inbox and outbox jobs were sent."""
         now = now or datetime.now(UTC)
         with self._sessions.begin() as session:
             due = relay.claim_due(session, now=now, resend_after=self._resend_after)
         sent = sum(self._sender.send(APPLY_GATEWAY_EVENT, inbox_id) for inbox_id in due)
         with self._sessions.begin() as session:
+            notices = outbox.claim_due(session, now=now, resend_after=self._resend_after)
+        announced = sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in notices)
+        with self._sessions.begin() as session:
             voided = len(void_expired(session, now))
-        if due or voided:
+        if due or notices or voided:
             logger.info(
-                "Re-sent %d of %d waiting events; voided %d expired holds.", sent, len(due), voided
+                "Re-sent %d of %d waiting events and %d of %d notifications;"
+                " voided %d expired holds.",
+                sent,
+                len(due),
+                announced,
+                len(notices),
+                voided,
             )
-        return sent
+        return sent + announced
 
     def run(self, stop: threading.Event) -> None:
         """Lead or stand by until `stop` is set; database outages are waited out."""

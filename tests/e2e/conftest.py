@@ -9,13 +9,23 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 BIN = Path(sys.executable).parent
+SECRETS = {
+    "STRIPE_WEBHOOK_SECRET": "whsec_e2e",
+    "PAYSTACK_WEBHOOK_SECRET": "sk_test_e2e",
+    "YOCO_WEBHOOK_SECRET": "whsec_ZTJlLXlvY28tc2VjcmV0LWtleQ==",
+    "RAZORPAY_WEBHOOK_SECRET": "rzp_e2e",
+    "ADYEN_HMAC_KEY": "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056",
+    "PAYFAST_PASSPHRASE": "payfast-e2e",
+    "PAYFAST_ALLOWED_NETWORKS": "127.0.0.1/32",
+    "WALLETPIPE_JWT_SECRET": "e2e-jwt-secret-long-enough-for-hs256-0123",
+}
 
 
 def free_port() -> int:
@@ -24,10 +34,93 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def answers(url: str) -> bool:
+    """Whether the web process at `url` answers /healthz."""
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310 (local http)
+            return True
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class Web:
     url: str
     env: dict[str, str]
+
+
+def process_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    """The environment every process of one test pipeline shares."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BROKER_URL": broker_url,
+        "LOG_FORMAT": "text",
+        **SECRETS,
+        **extra,
+    }
+
+
+def start_web(
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    ready: Callable[[subprocess.Popen[bytes]], bool] = lambda _: True,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """gunicorn serving create_app() with the production config on a free port, once it answers
+    /healthz and `ready(process)` holds."""
+    port = free_port()
+    env = {**env, "PORT": str(port), "HOST": "127.0.0.1"}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                str(BIN / "gunicorn"),
+                "--config",
+                "python:webhook_receiver.gunicorn_conf",
+                "webhook_receiver:create_app()",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not (answers(url) and ready(process)):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"gunicorn did not start:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    return process, url
+
+
+def start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A pipeline process (worker, scheduler) in a process group of its own, logging to a file."""
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def worker_command(processes: int = 1, threads: int = 2) -> list[str]:
+    return [
+        str(BIN / "dramatiq"),
+        "workers.actors",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
+
+
+def scheduler_command(*options: str) -> list[str]:
+    return [str(BIN / "walletctl"), "scheduler", *options]
+
+
+def stop(process: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
+    """SIGTERM, as a platform stops a process, and its exit code once it has finished."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=timeout_s)
 
 
 @pytest.fixture(scope="module")
@@ -35,49 +128,7 @@ def web(
     database_url: str, broker_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Web]:
     """gunicorn serving create_app() with the production config, on a free port."""
-    tmp_path = tmp_path_factory.mktemp("web")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "BROKER_URL": broker_url,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "WEB_CONCURRENCY": "1",
-        "STRIPE_WEBHOOK_SECRET": "whsec_e2e",
-        "PAYSTACK_WEBHOOK_SECRET": "sk_test_e2e",
-        "YOCO_WEBHOOK_SECRET": "whsec_ZTJlLXlvY28tc2VjcmV0LWtleQ==",
-        "RAZORPAY_WEBHOOK_SECRET": "rzp_e2e",
-        "ADYEN_HMAC_KEY": "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056",
-        "PAYFAST_PASSPHRASE": "payfast-e2e",
-        "PAYFAST_ALLOWED_NETWORKS": "127.0.0.1/32",
-        "WALLETPIPE_JWT_SECRET": "e2e-jwt-secret-long-enough-for-hs256-0123",
-        "LOG_FORMAT": "text",
-    }
-    log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "--config",
-            "python:webhook_receiver.gunicorn_conf",
-            "webhook_receiver:create_app()",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310 (local http)
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"gunicorn did not start:\n{(tmp_path / 'gunicorn.log').read_text()}")
-            time.sleep(0.1)
+    env = process_env(database_url, broker_url, WEB_CONCURRENCY="1")
+    process, url = start_web(env, tmp_path_factory.mktemp("web") / "gunicorn.log")
     yield Web(url, env)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
-    log.close()
+    stop(process)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.account import WalletBalance, get_wallet, open_wallet, wallet_balance
 from ledger.adjustment import Direction, adjust
+from ledger.topup import create_topup
 
 MakeWallet = Callable[..., uuid.UUID]
 
@@ -44,6 +45,21 @@ def make_wallet(sessions: sessionmaker[Session]) -> MakeWallet:
 
 
 @pytest.fixture
+def topup(sessions, make_wallet):
+    """A pending top-up of a new wallet: (top-up id, wallet id)."""
+
+    def make(amount_minor=5000, gateway="stripe", currency="ZAR"):
+        wallet = make_wallet(currency=currency)
+        with sessions.begin() as session:
+            row = create_topup(
+                session, wallet_id=wallet, amount_minor=amount_minor, gateway=gateway
+            )
+            return row.id, wallet
+
+    return make
+
+
+@pytest.fixture
 def balance_of(sessions: sessionmaker[Session]) -> Callable[[uuid.UUID], WalletBalance]:
     def read(wallet_id: uuid.UUID) -> WalletBalance:
         with sessions() as session:
@@ -57,9 +73,9 @@ def worker(database_url, broker_url, redis_client, monkeypatch):
     """The workers' actors bound to the test Redis, consumed by an in-process worker."""
     monkeypatch.setenv("BROKER_URL", broker_url)
     monkeypatch.setenv("DATABASE_URL", database_url)
-    actors = importlib.import_module("workers.actors")
+    importlib.import_module("workers.actors")
     broker = importlib.import_module("workers.broker").broker
-    actors.sessions.cache_clear()
+    importlib.import_module("workers.process").reset()
     running = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
     running.start()
     yield broker

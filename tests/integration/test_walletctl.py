@@ -201,3 +201,23 @@ def test_verify_finds_transfers_the_guards_would_have_refused(walletctl, fresh_d
     details = [b["detail"] for b in output(result)["breaches"] if b["check"] == "transfer_allowed"]
     assert any("hold ZAR and USD" in d for d in details)
     assert any("forced, yet it credits a wallet" in d for d in details)
+
+
+def test_contacts_are_set_shown_and_removed(walletctl):
+    assert walletctl("db", "upgrade").exit_code == 0
+    result = walletctl("contact", "set", "acme", "--whatsapp", "+27 82 123 4567")
+    assert result.exit_code == 0, result.output
+    assert output(result) == {"owner_id": "acme", "whatsapp": "+27821234567"}
+    assert output(walletctl("contact", "show", "acme"))["whatsapp"] == "+27821234567"
+    assert walletctl("contact", "remove", "acme").exit_code == 0
+    assert output(walletctl("contact", "show", "acme"))["whatsapp"] is None
+
+
+def test_a_bad_contact_says_what_to_give(walletctl):
+    assert walletctl("db", "upgrade").exit_code == 0
+    result = walletctl("contact", "set", "acme", "--whatsapp", "082 123 4567")
+    assert result.exit_code == 1
+    assert "country code" in result.output
+    missing = walletctl("contact", "remove", "nobody")
+    assert missing.exit_code == 1
+    assert "walletctl contact set" in missing.output

@@ -36,7 +36,10 @@ def _scheduler(ctx: Context, interval_s: float, resend_after_s: float) -> Schedu
 @pass_context
 def scheduler(ctx: Context, interval_s: float, resend_after_s: float) -> None:
     """Run the scheduler until SIGTERM or SIGINT; safe to run several, one leads."""
-    configure_logging(as_json=os.environ.get("LOG_FORMAT", "json") != "text")
+    configure_logging(
+        as_json=os.environ.get("LOG_FORMAT", "json") != "text",
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+    )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

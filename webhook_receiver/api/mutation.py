@@ -1,9 +1,10 @@
 """One transaction per mutating API call, with Idempotency-Key and the audit log inside it.
 
-The call's effect, its audit entry and the response stored for its Idempotency-Key commit
-together. A repeat of the key with the same request gets the stored response; with another
-request, 409. A concurrent repeat waits for the first to finish. Errors roll everything back,
-so a failed call stores nothing and may simply be retried.
+The call's effect, its audit entry, its outbox events and the response stored for its
+Idempotency-Key commit together; the events go to the workers after the commit. A repeat of
+the key with the same request gets the stored response; with another request, 409. A
+concurrent repeat waits for the first to finish. Errors roll everything back, so a failed
+call stores nothing and may simply be retried.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from typing import Any
 from flask import Response, g, jsonify, request
 from sqlalchemy.orm import Session
 
-from ledger import audit, idempotency
+from ledger import audit, idempotency, outbox
 from webhook_receiver.auth import Principal, current_principal
 from webhook_receiver.errors import Invalid
 from webhook_receiver.services import services
+from workers.jobs import DELIVER_NOTIFICATION
 
 View = Callable[..., tuple[dict[str, Any], int]]
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -75,6 +77,9 @@ def mutation(
                     idempotency.remember(
                         session, subject=scope, key=key, status_code=status, body=body
                     )
+                notices = outbox.emitted(session)
+            for outbox_id in notices:  # committed: the relay re-sends any that fail to go out
+                services().sender.send(DELIVER_NOTIFICATION, outbox_id)
             response = jsonify(body)
             response.status_code = status
             return response

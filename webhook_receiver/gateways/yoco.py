@@ -9,10 +9,6 @@ Yoco amounts are cents (minor units).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -25,6 +21,7 @@ from webhook_receiver.event import EventKind, GatewayEvent, RawRequest
 from webhook_receiver.gateways import common
 from webhook_receiver.gateways.base import GatewayAdapter, SignedSample
 from webhook_receiver.settings import ReceiverSettings
+from workers.channels.webhook import secret_key, signature
 
 _HEADER_LENGTH_MAX = 4096
 _KINDS = {
@@ -36,18 +33,6 @@ _KINDS = {
 _SAMPLE_TYPES = {kind: event for event, kind in _KINDS.items()} | {
     EventKind.OTHER: "payment.pending"
 }
-
-
-def secret_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret; raises ValueError when it is not base64."""
-    body = secret.removeprefix("whsec_")
-    try:
-        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
-    except binascii.Error:
-        raise ValueError("a Standard Webhooks secret must be base64 after whsec_") from None
-    if not key:
-        raise ValueError("a Standard Webhooks secret may not be empty")
-    return key
 
 
 class YocoAdapter(GatewayAdapter):
@@ -155,12 +140,10 @@ class YocoAdapter(GatewayAdapter):
         }
         body = json.dumps(event).encode()
         msg_id = event_id or f"msg_{uuid.uuid4().hex[:24]}"
-        signed = f"{msg_id}.{timestamp}.".encode() + body
-        digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
         headers = {
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": f"v1,{base64.b64encode(digest).decode()}",
+            "webhook-signature": signature((secret_key(secret),), msg_id, timestamp, body),
         }
         return SignedSample(body=body, headers=headers, content_type="application/json")
 

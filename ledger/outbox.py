@@ -1,0 +1,202 @@
+"""The transactional outbox: facts for the world outside, written with the change they report.
+
+An event commits or rolls back with the ledger effect it describes, so nothing is announced
+that did not happen and nothing that happened goes unannounced. The workers deliver it after
+commit, to every channel at least once: a channel that took it is recorded and never sent it
+again; one that failed is retried with backoff, the others untouched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from ledger.account import current_balance
+from ledger.models import Account, OutboxDelivery, OutboxEvent, OwnerContact
+
+# A channel that keeps failing is tried again later, each wait twice the last, within bounds;
+# after the last attempt the event is marked failed, for operators to see, and left alone.
+ATTEMPTS_MAX = 20
+BACKOFF_MIN = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+ERROR_CHARS_MAX = 2000
+
+# Where this transaction's new event ids gather, for the caller to send once it commits.
+_EMITTED = "walletpipe.outbox_emitted"
+
+_EVENTS = cast(Table, OutboxEvent.__table__)
+_INSERT = (
+    insert(_EVENTS).on_conflict_do_nothing(index_elements=[_EVENTS.c.key]).returning(_EVENTS.c.id)
+)
+
+
+def emit(
+    session: Session,
+    event_type: str,
+    *,
+    key: str,
+    data: dict[str, Any],
+    wallet_id: uuid.UUID | None = None,
+) -> int | None:
+    """Write an event in the caller's transaction; returns its id, or None if `key` exists.
+
+    `key` names the business fact (one event per fact, however often the code that finds it
+    runs). `data` must be JSON: ids as strings, money as integer minor units.
+    """
+    event_id: int | None = (
+        session.connection()
+        .execute(
+            _INSERT,
+            {"event_type": event_type, "key": key, "wallet_id": wallet_id, "payload": data},
+        )
+        .scalar_one_or_none()
+    )
+    if event_id is not None:
+        session.info.setdefault(_EMITTED, []).append(event_id)
+    return event_id
+
+
+def emit_for_wallet(
+    session: Session, event_type: str, *, key: str, wallet_id: uuid.UUID, data: dict[str, Any]
+) -> int | None:
+    """`emit` an event about a wallet, its data joined by the wallet's owner and new balance."""
+    balance = current_balance(session, wallet_id)
+    return emit(
+        session,
+        event_type,
+        key=key,
+        wallet_id=wallet_id,
+        data={
+            "wallet_id": str(wallet_id),
+            "owner_id": balance.owner_id,
+            "currency": balance.currency,
+            "balance_minor": balance.balance_minor,
+            "available_minor": balance.available_minor,
+            **data,
+        },
+    )
+
+
+def emitted(session: Session) -> list[int]:
+    """Ids of the events this session's transaction wrote; send them after it commits."""
+    return list(session.info.get(_EMITTED, ()))
+
+
+def claim_due(
+    session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
+) -> list[int]:
+    """Ids of undelivered events to (re-)send now, stamped so they wait `resend_after` again.
+
+    An event is due when its next attempt time has come (or it has none yet) and nothing was
+    sent for it for `resend_after`. Rows another relay is claiming are skipped.
+    """
+    last_sent = func.coalesce(OutboxEvent.relayed_at, OutboxEvent.created_at)
+    due = session.scalars(
+        select(OutboxEvent.id)
+        .where(
+            OutboxEvent.delivered_at.is_(None),
+            OutboxEvent.failed_at.is_(None),
+            func.coalesce(OutboxEvent.next_attempt_at, OutboxEvent.created_at) <= now,
+            last_sent < now - resend_after,
+        )
+        .order_by(OutboxEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if due:
+        session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(due)).values(relayed_at=now))
+    return list(due)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An outbox event as the channels see it, with where its wallet's owner hears of it."""
+
+    id: int
+    event_type: str
+    key: str
+    created_at: datetime
+    data: dict[str, Any]
+    owner_id: str | None
+    whatsapp_to: str | None
+
+
+def lock_for_delivery(session: Session, event_id: int) -> tuple[Notice, frozenset[str]] | None:
+    """The undelivered event, locked, and the channels that have it already.
+
+    None when it is delivered, failed for good, unknown, or locked by a worker delivering it
+    now (that worker finishes it; the relay re-sends it if that worker dies).
+    """
+    row = session.execute(
+        select(OutboxEvent, Account.owner_id, OwnerContact.whatsapp_to)
+        .outerjoin(Account, Account.id == OutboxEvent.wallet_id)
+        .outerjoin(OwnerContact, OwnerContact.owner_id == Account.owner_id)
+        .where(
+            OutboxEvent.id == event_id,
+            OutboxEvent.delivered_at.is_(None),
+            OutboxEvent.failed_at.is_(None),
+        )
+        .with_for_update(of=OutboxEvent, skip_locked=True)
+    ).one_or_none()
+    if row is None:
+        return None
+    event, owner_id, whatsapp_to = row
+    done = session.scalars(
+        select(OutboxDelivery.channel).where(OutboxDelivery.event_id == event_id)
+    ).all()
+    notice = Notice(
+        id=event.id,
+        event_type=event.event_type,
+        key=event.key,
+        created_at=event.created_at,
+        data=event.payload,
+        owner_id=owner_id,
+        whatsapp_to=whatsapp_to,
+    )
+    return notice, frozenset(done)
+
+
+def record_delivery(session: Session, event_id: int, channel: str) -> None:
+    """Note that `channel` took the event: a retry of the event skips it."""
+    session.execute(
+        insert(OutboxDelivery)
+        .values(event_id=event_id, channel=channel)
+        .on_conflict_do_nothing(index_elements=["event_id", "channel"])
+    )
+
+
+def finish_attempt(
+    session: Session, event_id: int, *, now: datetime, errors: dict[str, str]
+) -> str:
+    """Close a delivery attempt of a locked event; returns delivered, retrying or failed.
+
+    With no errors every channel has the event. Otherwise it waits before the next attempt,
+    twice as long each time, and after ATTEMPTS_MAX attempts it is failed for good.
+    """
+    event = session.get(OutboxEvent, event_id)
+    assert event is not None, "finish_attempt needs the event lock_for_delivery returned"
+    event.attempts += 1
+    if not errors:
+        event.delivered_at, event.last_error, event.next_attempt_at = now, None, None
+        return "delivered"
+    event.last_error = "; ".join(f"{name}: {error}" for name, error in sorted(errors.items()))[
+        :ERROR_CHARS_MAX
+    ]
+    if event.attempts >= ATTEMPTS_MAX:
+        event.failed_at, event.next_attempt_at = now, None
+        return "failed"
+    event.next_attempt_at = now + backoff(event.attempts)
+    return "retrying"
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after `attempts` failed attempts: BACKOFF_MIN doubling, at most BACKOFF_MAX."""
+    assert attempts >= 1
+    wait: timedelta = BACKOFF_MIN * 2 ** min(attempts - 1, 20)
+    return min(wait, BACKOFF_MAX)

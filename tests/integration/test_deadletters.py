@@ -1,0 +1,100 @@
+"""Dead letters: a job the workers give up on is kept in PostgreSQL with its error, listed by
+`walletctl dlq list` and sent again, once, by `walletctl dlq replay`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from ledger.models import DeadLetter
+from walletctl.cli import cli
+from workers.jobs import APPLY_GATEWAY_EVENT, JobSender
+
+
+@pytest.fixture
+def walletctl(database_url, broker_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("BROKER_URL", broker_url)
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(cli, ["--json", *args], catch_exceptions=False)
+        return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else None
+
+    return run
+
+
+def letters_for(sessions, message_id):
+    with sessions() as session:
+        return session.scalars(select(DeadLetter).where(DeadLetter.message_id == message_id)).all()
+
+
+def wait_for_letter(sessions, message_id, timeout_s=20):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = letters_for(sessions, message_id)
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    pytest.fail(f"message {message_id} never became a dead letter")
+
+
+def send_broken_job(broker_url):
+    """A job no retry can mend: its argument is not an inbox id at all."""
+    sender = JobSender(broker_url)
+    try:
+        return sender.send_message(APPLY_GATEWAY_EVENT, "not-an-inbox-id")
+    finally:
+        sender.close()
+
+
+def test_a_job_that_fails_for_good_becomes_a_dead_letter_and_replays_once(
+    worker, sessions, broker_url, walletctl
+):
+    message_id = send_broken_job(broker_url)
+    letter = wait_for_letter(sessions, message_id)
+    assert (letter.queue_name, letter.actor_name, letter.args) == (
+        "ledger",
+        "apply_gateway_event",
+        ["not-an-inbox-id"],
+    )
+    assert "Error" in letter.error  # the exception the actor raised, with its traceback
+
+    code, listed = walletctl("dlq", "list")
+    assert code == 0
+    [shown] = [item for item in listed["dead_letters"] if item["id"] == letter.id]
+    assert shown["queue"] == "ledger"
+    assert shown["actor"] == "apply_gateway_event"
+    assert shown["age"].endswith("s")
+
+    code, replayed = walletctl("dlq", "replay", "--id", str(letter.id))
+    assert (code, replayed["replayed"]) == (0, [letter.id])
+    with sessions() as session:
+        again = session.get(DeadLetter, letter.id)
+        assert again.replayed_at is not None
+    # The replay ran and failed again: a new dead letter, the old one replayed for good.
+    wait_for_letter(sessions, again.replay_message_id)
+    code, _ = walletctl("dlq", "replay", "--id", str(letter.id))
+    assert code == 1  # replayed already: not sent a second time
+    code, listed = walletctl("dlq", "list")
+    assert letter.id not in [item["id"] for item in listed["dead_letters"]]
+
+
+def test_a_transient_failure_is_retried_and_not_dead_lettered_at_once():
+    from psycopg import errors
+    from sqlalchemy.exc import OperationalError
+
+    from workers.broker import is_transient
+
+    assert is_transient(OperationalError("SELECT 1", {}, errors.AdminShutdown()))
+    assert not is_transient(ValueError("a bug"))
+
+
+def test_replaying_an_unknown_dead_letter_says_so(walletctl):
+    code, result = walletctl("dlq", "replay", "--id", "987654321")
+    assert code == 1
+    assert result["not_replayed"] == [987654321]

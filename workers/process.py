@@ -1,0 +1,39 @@
+"""What one worker process holds: settings, database sessions and notification channels.
+
+Each is created on first use, which is after Dramatiq forks its worker processes, so no
+connection is ever shared across a fork.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.db import make_engine, make_session_factory
+from ledger.settings import LedgerSettings
+from workers.channels import Channel, build_channels
+from workers.settings import WorkerSettings
+
+
+@functools.cache
+def settings() -> WorkerSettings:
+    return WorkerSettings.from_env()
+
+
+@functools.cache
+def sessions() -> sessionmaker[Session]:
+    """This process's sessions; the pool holds one connection per worker thread and a spare."""
+    ledger = LedgerSettings.from_env()
+    return make_session_factory(make_engine(ledger.database_url, pool_size=ledger.pool_size))
+
+
+@functools.cache
+def channels() -> tuple[Channel, ...]:
+    return tuple(build_channels(settings()))
+
+
+def reset() -> None:
+    """Forget what this process holds (tests that change the environment)."""
+    for cached in (settings, sessions, channels):
+        cached.cache_clear()
