@@ -17,6 +17,7 @@ from webhook_receiver.api import openapi
 from webhook_receiver.auth import init_auth
 from webhook_receiver.errors import ApiError, WebhookError
 from webhook_receiver.gateways import build_adapters
+from webhook_receiver.metrics import init_metrics
 from webhook_receiver.problem import problem
 from webhook_receiver.ratelimit import init_rate_limiting
 from webhook_receiver.services import Services
@@ -47,7 +48,7 @@ _LEDGER_STATUS: dict[type[ledger_errors.LedgerError], tuple[int, str]] = {
 
 
 def create_app(settings: ReceiverSettings | None = None) -> Flask:
-    """Build the app: gateway webhooks, the service API, health and the OpenAPI document."""
+    """Build the app: webhooks, the service API, health, metrics and the OpenAPI document."""
     settings = settings or ReceiverSettings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
@@ -58,6 +59,7 @@ def create_app(settings: ReceiverSettings | None = None) -> Flask:
         adapters=build_adapters(settings),
         sender=JobSender(settings.broker_url),
     )
+    init_metrics(app)  # first request hook: times requests that later hooks refuse
     init_auth(app, settings)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(webhooks.blueprint)

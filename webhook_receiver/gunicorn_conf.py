@@ -1,6 +1,7 @@
 """gunicorn settings for the `web` process; every number can be set from the environment."""
 
 import os
+from typing import Any
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 # Threads, because a request spends its time waiting on PostgreSQL's commit and the broker;
@@ -18,6 +19,9 @@ limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 accesslog = "-" if os.environ.get("WEB_ACCESS_LOG") else None
+# gunicorn's control socket has one fixed path per user: two servers on one machine would
+# fight over it, and nothing here uses it.
+control_socket_disable = True
 
 
 def post_fork(server: object, worker: object) -> None:
@@ -28,3 +32,11 @@ def post_fork(server: object, worker: object) -> None:
         as_json=os.environ.get("LOG_FORMAT", "json") != "text",
         level=os.environ.get("LOG_LEVEL", "INFO"),
     )
+
+
+def child_exit(server: object, worker: Any) -> None:
+    """In Prometheus multiprocess mode, drop a dead worker's live gauges from the sums."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # unannotated

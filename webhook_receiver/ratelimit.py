@@ -11,9 +11,10 @@ throttled like any other.
 
 Which requests are limited is decided by path, not by blueprint registration: a request whose
 path starts with `/api/` is limited, everything else is exempt without touching the storage:
-webhooks (a throttled gateway retries harder), /healthz, /readyz and /openapi.json. So the
-API blueprint needs no registration with the limiter: mount it under
-`url_prefix="/api/v1"` and call, in create_app, after registering blueprints:
+webhooks (a throttled gateway retries harder), /healthz, /readyz, /metrics (Prometheus must
+never be refused a scrape) and /openapi.json. So the API blueprint needs no registration with
+the limiter: mount it under `url_prefix="/api/v1"` and call, in create_app, after registering
+blueprints:
 
     auth.init_auth(app, settings)
     ratelimit.init_rate_limiting(app, settings)

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from ledger import inbox
+from webhook_receiver import metrics
 from webhook_receiver.errors import GatewayUnknown
 from webhook_receiver.event import EventKind, GatewayEvent, RawRequest
 from webhook_receiver.problem import problem
@@ -99,6 +100,7 @@ def receive(gateway: str) -> Response:
         )
         return problem(503, "Storage unavailable", "the event was not stored; retry later")
     for event, result in zip(events, recorded, strict=True):
+        metrics.count_webhook(gateway, result.outcome.value)
         log = logger.warning if result.outcome is inbox.Outcome.CONFLICT else logger.info
         log(
             "Webhook %s %s: %s.",

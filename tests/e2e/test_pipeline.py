@@ -4,53 +4,62 @@ processes; signed webhooks from `walletctl webhook send`; balances read over the
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from standardwebhooks import Webhook
 
-from .conftest import BIN
+from tests.http_recorder import Recorder, recording_server
+
+from .conftest import BIN, free_port, scheduler_command, start, stop, worker_command
 
 GATEWAYS = ["stripe", "paystack", "yoco", "razorpay", "adyen", "payfast"]
 
 
+HOOK_SECRET = "whsec_ZTJlLXN1YnNjcmliZXItc2VjcmV0"
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    url: str
+    env: dict[str, str]
+    subscriber: Recorder
+    worker_metrics_url: str
+
+
 @pytest.fixture(scope="module")
 def pipeline(web, tmp_path_factory):
-    """The web process plus a worker and a scheduler, started as the Procfile starts them."""
+    """The web process plus a worker and a scheduler, started as the Procfile starts them; the
+    worker notifies a local subscriber by signed webhook and exports its metrics."""
     logs = tmp_path_factory.mktemp("pipeline")
-    processes = [
-        subprocess.Popen(
-            command,
-            env=web.env,
-            stdout=(logs / f"{name}.log").open("w"),
-            stderr=subprocess.STDOUT,
-        )
-        for name, command in (
-            (
-                "worker",
-                [str(BIN / "dramatiq"), "workers.actors", "--processes", "1", "--threads", "2"],
+    metrics_port = free_port()
+    with recording_server() as subscriber:
+        env = {
+            **web.env,
+            "NOTIFY_CHANNELS": "log,webhooks",
+            "NOTIFY_WEBHOOK_URLS": f"{subscriber.url}/walletpipe",
+            "NOTIFY_WEBHOOK_SECRET": HOOK_SECRET,
+            # Dramatiq's own exporter settings, read by the process it forks for them.
+            "dramatiq_prom_port": str(metrics_port),
+            "dramatiq_prom_host": "127.0.0.1",
+            "dramatiq_prom_db": str(logs / "prometheus"),
+        }
+        processes = [
+            start(worker_command(), env, logs / "worker.log"),
+            start(
+                scheduler_command("--interval-s", "0.5", "--resend-after-s", "2"),
+                env,
+                logs / "scheduler.log",
             ),
-            (
-                "scheduler",
-                [
-                    str(BIN / "walletctl"),
-                    "scheduler",
-                    "--interval-s",
-                    "0.5",
-                    "--resend-after-s",
-                    "2",
-                ],
-            ),
-        )
-    ]
-    yield web
-    for process in processes:
-        process.send_signal(signal.SIGTERM)  # graceful: in-flight work finishes
-    for process in processes:
-        assert process.wait(timeout=30) == 0
+        ]
+        yield Pipeline(web.url, web.env, subscriber, f"http://127.0.0.1:{metrics_port}/metrics")
+        # Graceful: in-flight work finishes, and both exit cleanly.
+        assert [stop(process) for process in processes] == [0, 0]
 
 
 def api(web, method, path, body=None):
@@ -133,3 +142,28 @@ def test_signed_webhooks_of_every_gateway_credit_their_wallets(pipeline):
         check=False,
     )
     assert verified.returncode == 0, verified.stdout
+
+    # Each credit reached the subscriber, signed, once (the gateway's repeat announces nothing).
+    deadline = time.monotonic() + 30
+    credited = {}
+    while time.monotonic() < deadline and set(credited) != set(expected):
+        credited = {}
+        for hook in pipeline.subscriber.on("/walletpipe"):
+            event = Webhook(HOOK_SECRET).verify(hook.body, hook.headers)
+            if event["type"] == "wallet.credited":
+                credited.setdefault(event["data"]["wallet_id"], []).append(
+                    event["data"]["amount_minor"]
+                )
+        time.sleep(0.2)
+    assert credited == {wallet: [amount] for wallet, amount in expected.items()}
+
+    # The worker's own Prometheus exporter counted the jobs.
+    with urllib.request.urlopen(pipeline.worker_metrics_url, timeout=10) as answer:  # noqa: S310
+        families = {f.name: f for f in text_string_to_metric_families(answer.read().decode())}
+    processed = {
+        sample.labels["actor_name"]: sample.value
+        for sample in families["dramatiq_messages"].samples
+        if sample.name == "dramatiq_messages_total"
+    }
+    assert processed["apply_gateway_event"] >= len(GATEWAYS)
+    assert processed["deliver_notification"] >= len(GATEWAYS)
