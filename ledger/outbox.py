@@ -8,16 +8,16 @@ again; one that failed is retried with backoff, the others untouched.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ledger.account import current_balance
 from ledger.models import Account, OutboxDelivery, OutboxEvent, OwnerContact
 
 # A channel that keeps failing is tried again later, each wait twice the last, within bounds;
@@ -62,25 +62,48 @@ def emit(
     return event_id
 
 
+# The wallet's owner and balance joined to the event's data in the statement that writes it:
+# one round trip, and the balance is the one this transaction's transfers left.
+_INSERT_FOR_WALLET = text(
+    """
+    INSERT INTO outbox_events (event_type, key, wallet_id, payload)
+    SELECT :event_type, :key, a.id,
+           jsonb_build_object(
+               'wallet_id', a.id::text,
+               'owner_id', a.owner_id,
+               'currency', a.currency,
+               'balance_minor', a.credits_posted - a.debits_posted,
+               'available_minor', a.credits_posted - a.debits_posted - a.debits_pending
+           ) || CAST(:data AS jsonb)
+    FROM accounts a
+    WHERE a.id = :wallet_id AND a.kind = 'wallet'
+    ON CONFLICT (key) DO NOTHING
+    RETURNING id
+    """
+)
+
+
 def emit_for_wallet(
     session: Session, event_type: str, *, key: str, wallet_id: uuid.UUID, data: dict[str, Any]
 ) -> int | None:
-    """`emit` an event about a wallet, its data joined by the wallet's owner and new balance."""
-    balance = current_balance(session, wallet_id)
-    return emit(
-        session,
-        event_type,
-        key=key,
-        wallet_id=wallet_id,
-        data={
-            "wallet_id": str(wallet_id),
-            "owner_id": balance.owner_id,
-            "currency": balance.currency,
-            "balance_minor": balance.balance_minor,
-            "available_minor": balance.available_minor,
-            **data,
-        },
+    """`emit` an event about a wallet, its data joined by the wallet's owner and new balance
+    (`owner_id`, `currency`, `balance_minor`, `available_minor`)."""
+    event_id: int | None = (
+        session.connection()
+        .execute(
+            _INSERT_FOR_WALLET,
+            {
+                "event_type": event_type,
+                "key": key,
+                "wallet_id": wallet_id,
+                "data": json.dumps(data),
+            },
+        )
+        .scalar_one_or_none()
     )
+    if event_id is not None:
+        session.info.setdefault(_EMITTED, []).append(event_id)
+    return event_id
 
 
 def emitted(session: Session) -> list[int]:
@@ -147,9 +170,14 @@ def lock_for_delivery(session: Session, event_id: int) -> tuple[Notice, frozense
     if row is None:
         return None
     event, owner_id, whatsapp_to = row
-    done = session.scalars(
-        select(OutboxDelivery.channel).where(OutboxDelivery.event_id == event_id)
-    ).all()
+    # Deliveries are recorded only by an attempt that failed somewhere: before one, none.
+    done = (
+        session.scalars(
+            select(OutboxDelivery.channel).where(OutboxDelivery.event_id == event_id)
+        ).all()
+        if event.attempts
+        else ()
+    )
     notice = Notice(
         id=event.id,
         event_type=event.event_type,
@@ -162,22 +190,20 @@ def lock_for_delivery(session: Session, event_id: int) -> tuple[Notice, frozense
     return notice, frozenset(done)
 
 
-def record_delivery(session: Session, event_id: int, channel: str) -> None:
-    """Note that `channel` took the event: a retry of the event skips it."""
-    session.execute(
-        insert(OutboxDelivery)
-        .values(event_id=event_id, channel=channel)
-        .on_conflict_do_nothing(index_elements=["event_id", "channel"])
-    )
-
-
 def finish_attempt(
-    session: Session, event_id: int, *, now: datetime, errors: dict[str, str]
+    session: Session,
+    event_id: int,
+    *,
+    now: datetime,
+    delivered: list[str],
+    errors: dict[str, str],
 ) -> str:
     """Close a delivery attempt of a locked event; returns delivered, retrying or failed.
 
-    With no errors every channel has the event. Otherwise it waits before the next attempt,
-    twice as long each time, and after ATTEMPTS_MAX attempts it is failed for good.
+    `delivered` names the channels that took the event in this attempt, `errors` the ones
+    that did not. With no errors the event is done. Otherwise the channels that took it are
+    recorded, so the next attempt skips them; it waits twice as long as before, and after
+    ATTEMPTS_MAX attempts it is failed for good.
     """
     event = session.get(OutboxEvent, event_id)
     assert event is not None, "finish_attempt needs the event lock_for_delivery returned"
@@ -185,6 +211,12 @@ def finish_attempt(
     if not errors:
         event.delivered_at, event.last_error, event.next_attempt_at = now, None, None
         return "delivered"
+    if delivered:
+        session.execute(
+            insert(OutboxDelivery)
+            .values([{"event_id": event_id, "channel": channel} for channel in delivered])
+            .on_conflict_do_nothing(index_elements=["event_id", "channel"])
+        )
     event.last_error = "; ".join(f"{name}: {error}" for name, error in sorted(errors.items()))[
         :ERROR_CHARS_MAX
     ]

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import cast, func, select, update
+from sqlalchemy import cast, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
@@ -37,6 +37,8 @@ PARK_RETRY = timedelta(minutes=1)
 BATCH_MAX_DEFAULT = 32
 
 Outcome = tuple[InboxStatus, str | None]
+# Set in session.info by a capture that credited a wallet, for the batch to find its wallet.
+_CREDITED_WALLET = "walletpipe.credited_wallet"
 
 
 def apply_gateway_event(
@@ -55,25 +57,14 @@ def apply_gateway_event(
         raise NotFound(f"no inbox event with id {inbox_id}")
     if event.status not in (InboxStatus.RECEIVED, InboxStatus.PARKED):
         return {}
+    session.info.pop(_CREDITED_WALLET, None)
     statuses = {inbox_id: _apply(session, event, now)}
-    if batch_max > 1 and event.kind == "payment_succeeded":
-        topup_id = _topup_id(event)
-        wallet_id = topup_id and session.scalar(select(Topup.wallet_id).where(Topup.id == topup_id))
+    if batch_max > 1:
+        wallet_id = session.info.pop(_CREDITED_WALLET, None)
         if wallet_id is not None:
             for companion in _waiting_captures(session, wallet_id, event.id, batch_max - 1):
                 with session.begin_nested():
                     statuses[companion.id] = _apply(session, companion, now)
-    applied = [id_ for id_, status in statuses.items() if status is InboxStatus.APPLIED]
-    if applied:
-        # Stamped last, as close to the commit as the transaction gets: when the balances
-        # became what these events made them.
-        session.flush()
-        session.execute(
-            update(InboxEvent)
-            .where(InboxEvent.id.in_(applied))
-            .values(applied_at=func.clock_timestamp())
-            .execution_options(synchronize_session=False)
-        )
     return statuses
 
 
@@ -87,28 +78,34 @@ def _apply(session: Session, event: InboxEvent, now: datetime) -> InboxStatus:
     status, reason = outcome
     event.status, event.status_reason = status, reason
     event.retry_at = now + PARK_RETRY if status is InboxStatus.PARKED else None
+    if status is InboxStatus.APPLIED:
+        # The database's clock, as for received_at, when the row is written: comparable
+        # whichever machine the worker runs on.
+        event.applied_at = func.clock_timestamp()
     return status
 
 
 def _waiting_captures(
     session: Session, wallet_id: uuid.UUID, besides: int, limit: int
 ) -> list[InboxEvent]:
-    """Up to `limit` captures still waiting for the wallet's unsettled top-ups, locked."""
-    unsettled = select(cast(Topup.id, Text)).where(
-        Topup.wallet_id == wallet_id, Topup.status != TopupStatus.SUCCEEDED
-    )
+    """Up to `limit` captures still waiting for the wallet's unsettled top-ups, locked.
+
+    Driven from the wallet's unsettled top-ups (few, unless the wallet is hot, and then the
+    limit stops the scan early): never a scan of every waiting event of every wallet.
+    """
     return list(
         session.scalars(
             select(InboxEvent)
+            .join(Topup, InboxEvent.reference == cast(Topup.id, Text))
             .where(
+                Topup.wallet_id == wallet_id,
+                Topup.status != TopupStatus.SUCCEEDED,
                 InboxEvent.status == InboxStatus.RECEIVED,
                 InboxEvent.kind == "payment_succeeded",
                 InboxEvent.id != besides,
-                InboxEvent.reference.in_(unsettled),
             )
-            .order_by(InboxEvent.id)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(of=InboxEvent, skip_locked=True)
         )
     )
 
@@ -154,6 +151,7 @@ def _payment_succeeded(session: Session, event: InboxEvent, now: datetime) -> Ou
     topup.payment_id = event.payment_id
     topup.credited_minor = event.amount_minor
     topup.settled_at = now
+    session.info[_CREDITED_WALLET] = topup.wallet_id  # whose other captures may come along
     outbox.emit_for_wallet(
         session,
         "wallet.credited",

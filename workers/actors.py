@@ -8,10 +8,12 @@ events a job writes are handed to the notification workers once its transaction 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 import workers.broker  # noqa: F401  (sets the broker the actors bind to)
 from ledger import outbox, settlement
@@ -22,6 +24,8 @@ from workers.jobs import APPLY_GATEWAY_EVENT, DELIVER_NOTIFICATION
 
 logger = logging.getLogger(__name__)
 
+BATCH_AFTER_WAIT_MS = 100
+
 
 @dramatiq.actor(
     actor_name=APPLY_GATEWAY_EVENT.actor_name, queue_name=APPLY_GATEWAY_EVENT.queue_name
@@ -29,15 +33,13 @@ logger = logging.getLogger(__name__)
 def apply_gateway_event(inbox_id: int) -> None:
     """Apply a stored gateway event to the ledger, once, however often it is delivered.
 
-    A capture brings along its wallet's other waiting captures (settlement.BATCH_MAX_DEFAULT).
+    When jobs are queueing up, a capture brings along its wallet's other waiting captures
+    (settlement.BATCH_MAX_DEFAULT): a hot wallet then commits once for many.
     """
     try:
         with process.sessions().begin() as session:
             statuses = settlement.apply_gateway_event(
-                session,
-                inbox_id,
-                now=datetime.now(UTC),
-                batch_max=settlement.BATCH_MAX_DEFAULT,
+                session, inbox_id, now=datetime.now(UTC), batch_max=_batch_max()
             )
             notices = outbox.emitted(session)
     except NotFound:
@@ -65,6 +67,7 @@ def deliver_notification(outbox_id: int) -> None:
         if locked is None:
             return  # delivered, given up on, or being delivered by another worker now
         notice, done = locked
+        delivered: list[str] = []
         errors: dict[str, str] = {}
         for channel in process.channels():
             if channel.name in done or not channel.accepts(notice):
@@ -78,8 +81,10 @@ def deliver_notification(outbox_id: int) -> None:
                 logger.exception("Channel %s failed on %s.", channel.name, outbox_id)
                 errors[channel.name] = f"{type(exc).__name__}: {exc}"
                 continue
-            outbox.record_delivery(session, outbox_id, channel.name)
-        state = outbox.finish_attempt(session, outbox_id, now=now, errors=errors)
+            delivered.append(channel.name)
+        state = outbox.finish_attempt(
+            session, outbox_id, now=now, delivered=delivered, errors=errors
+        )
     # A delivered notification is logged by the channels themselves; trouble is logged here.
     log = logger.debug if state == "delivered" else logger.warning
     log(
@@ -90,6 +95,16 @@ def deliver_notification(outbox_id: int) -> None:
         f" ({'; '.join(errors.values())})" if errors else "",
         extra={"outbox_id": outbox_id, "event_type": notice.event_type},
     )
+
+
+def _batch_max() -> int:
+    """Batch only behind a queue: a job that waited BATCH_AFTER_WAIT_MS or more says others
+    wait too; without one, looking for companions would cost every event a query for none."""
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return 1
+    waited_ms = time.time() * 1000 - message.message_timestamp
+    return settlement.BATCH_MAX_DEFAULT if waited_ms >= BATCH_AFTER_WAIT_MS else 1
 
 
 def announce(outbox_ids: Iterable[int]) -> None:
