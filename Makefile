@@ -20,7 +20,7 @@ export PAYFAST_PASSPHRASE ?= payfast-local-development
 export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
-.PHONY: run test install services migrate lint typecheck imports pytest bench-ledger bench-receiver clean
+.PHONY: run test install services migrate lint typecheck imports pytest bench-ledger bench-receiver bench-e2e clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,16 @@ services:
 migrate: install services
 	$(BIN)/walletctl db upgrade
 
+# Metrics: every gunicorn process counts into one directory, emptied at each start; the
+# worker's Dramatiq exporter listens on 9191.
+RUN_METRICS := $(CURDIR)/.run/metrics
+
 run: migrate
 	@echo "walletpipe: web on http://127.0.0.1:$(PORT) (GET /healthz); Ctrl-C stops everything"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile $$(grep -oE '^[a-z]+' Procfile | grep -v '^release$$')
+	rm -rf $(RUN_METRICS) && mkdir -p $(RUN_METRICS)/web $(RUN_METRICS)/worker
+	PATH="$(CURDIR)/$(BIN):$$PATH" PROMETHEUS_MULTIPROC_DIR=$(RUN_METRICS)/web \
+	  dramatiq_prom_port=9191 dramatiq_prom_host=127.0.0.1 dramatiq_prom_db=$(RUN_METRICS)/worker \
+	  $(BIN)/honcho start -f Procfile $$(grep -oE '^[a-z]+' Procfile | grep -v '^release$$')
 
 test: install services lint typecheck imports pytest
 
@@ -61,6 +68,10 @@ bench-ledger: install services
 bench-receiver: install services
 	@command -v wrk >/dev/null || { echo "bench-receiver needs wrk: apt-get install -y wrk"; exit 1; }
 	$(BIN)/python bench/receiver.py
+
+bench-e2e: install services
+	@command -v wrk >/dev/null || { echo "bench-e2e needs wrk: apt-get install -y wrk"; exit 1; }
+	$(BIN)/python bench/e2e.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
