@@ -19,6 +19,9 @@ from ledger.migrate import upgrade
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://localhost/walletpipe_test")
 # A database index of its own, so tests never feed the workers of a running `make run`.
 TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "redis://localhost:6379/14")
+# workers.broker binds its broker when first imported, by whichever test module imports it
+# first: make that the test broker too, never BROKER_URL of the shell that runs the tests.
+os.environ["BROKER_URL"] = TEST_BROKER_URL
 
 
 def require_service(name: str, error: Exception) -> None:
