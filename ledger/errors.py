@@ -81,6 +81,18 @@ class RefundExceedsPaid(LedgerError):
     """The refunds of an order would add up to more than was paid."""
 
 
+class ResourceBusy(LedgerError):
+    """The resource already has a provisioning request pending, approved or active."""
+
+
+class ProvisioningStateError(LedgerError):
+    """The provisioning request is not in a state that allows this (confirm a rejected one...)."""
+
+
+class OwnerTreeError(LedgerError):
+    """A reseller link that would make an owner its own ancestor, or re-parent a customer."""
+
+
 # Constraint names (set by ledger.models' naming convention and by the ledger's triggers) and the
 # domain error each one means. Anything else refused by the database is an InvariantViolation.
 _BY_CONSTRAINT: dict[str, type[LedgerError]] = {

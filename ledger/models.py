@@ -378,13 +378,50 @@ class ProvisioningStatus(enum.StrEnum):
 
 
 class ProvisioningRequest(Base):
-    """A request to run a resource on a plan; decided once, with a hold, by the workers."""
+    """A request to run a resource on a plan; decided once, with a hold, by the workers.
+
+    Approved, it holds a reserve of the plan's first hours until the platform confirms
+    (active: the hold pays the first hour, each later hour is billed once) or releases it.
+    The plan's price is kept as it was when approved: a price change applies to new requests.
+    """
 
     __tablename__ = "provisioning_requests"
     __table_args__ = (
         CheckConstraint(_in("status", ProvisioningStatus), name="status_known"),
         CheckConstraint("length(resource_id) BETWEEN 1 AND 255", name="resource_id_length"),
         CheckConstraint("plan ~ '^[a-z0-9_-]{1,64}$'", name="plan_name"),
+        CheckConstraint(
+            "status NOT IN ('approved', 'active') OR (hold_id IS NOT NULL"
+            " AND monthly_price_minor > 0 AND reserve_minor > 0)",
+            name="approved_with_hold",
+        ),
+        CheckConstraint(
+            "status <> 'active' OR (activated_at IS NOT NULL AND next_bill_at IS NOT NULL)",
+            name="active_since",
+        ),
+        CheckConstraint("billed_hours >= 0", name="billed_hours_nonnegative"),
+        CheckConstraint(
+            "shortfall_minor IS NULL OR shortfall_minor > 0", name="shortfall_positive"
+        ),
+        # One live request per resource: a resource is never held or billed twice at once.
+        Index(
+            "uq_provisioning_requests_live_resource_id",
+            "resource_id",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'approved', 'active')"),
+        ),
+        # The billing tick finds the active resources whose next hour has ended...
+        Index(
+            "ix_provisioning_requests_next_bill_at",
+            "next_bill_at",
+            postgresql_where=text("status = 'active'"),
+        ),
+        # ... and the debt review the ones in a grace period.
+        Index(
+            "ix_provisioning_requests_in_grace",
+            "wallet_id",
+            postgresql_where=text("grace_started_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(
@@ -397,6 +434,72 @@ class ProvisioningRequest(Base):
     reason: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     decided_at: Mapped[datetime | None]
+    monthly_price_minor: Mapped[int | None]
+    reserve_minor: Mapped[int | None]
+    shortfall_minor: Mapped[int | None]
+    hold_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"))
+    activated_at: Mapped[datetime | None]
+    released_at: Mapped[datetime | None]
+    billed_hours: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When the hour after the billed ones ends: activated_at + (billed_hours + 1) hours.
+    next_bill_at: Mapped[datetime | None]
+    grace_started_at: Mapped[datetime | None]
+    suspend_requested_at: Mapped[datetime | None]
+    relayed_at: Mapped[datetime | None]
+
+
+class Plan(Base):
+    """A size of resource and its price: a month of HOURS_PER_MONTH hours, in minor units."""
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        CheckConstraint("id ~ '^[a-z0-9_-]{1,64}$'", name="id_format"),
+        CheckConstraint("length(name) BETWEEN 1 AND 255", name="name_length"),
+        CheckConstraint("vcpus > 0 AND memory_gb > 0", name="size_positive"),
+        CheckConstraint(
+            "monthly_price_minor > 0 AND monthly_price_minor <= 1000000000000",
+            name="price_positive",
+        ),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+    )
+
+    id: Mapped[str] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    vcpus: Mapped[int]
+    memory_gb: Mapped[int]
+    monthly_price_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class OwnerParent(Base):
+    """A customer owner and the reseller above it: resellers see and fund their trees."""
+
+    __tablename__ = "owner_parents"
+    __table_args__ = (
+        CheckConstraint("owner_id <> parent_id", name="not_own_parent"),
+        CheckConstraint(
+            "length(owner_id) BETWEEN 1 AND 255 AND length(parent_id) BETWEEN 1 AND 255",
+            name="ids_length",
+        ),
+    )
+
+    owner_id: Mapped[str] = mapped_column(primary_key=True)
+    parent_id: Mapped[str] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LowBalanceAlert(Base):
+    """A low-balance threshold a wallet has crossed; deleted when it is above it again, so an
+    alert goes out once per crossing."""
+
+    __tablename__ = "low_balance_alerts"
+    __table_args__ = (CheckConstraint("threshold_h > 0", name="threshold_positive"),)
+
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    threshold_h: Mapped[int] = mapped_column(primary_key=True)
+    crossed_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class UsageRecord(Base):
@@ -421,6 +524,8 @@ class UsageRecord(Base):
     occurred_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(server_default="pending")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    billed_at: Mapped[datetime | None]
+    relayed_at: Mapped[datetime | None]
 
 
 class ApiIdempotencyKey(Base):

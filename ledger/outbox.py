@@ -18,6 +18,7 @@ from sqlalchemy import Table, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from ledger.account import current_balance
 from ledger.models import Account, OutboxDelivery, OutboxEvent, OwnerContact
 
 # A channel that keeps failing is tried again later, each wait twice the last, within bounds;
@@ -104,6 +105,26 @@ def emit_for_wallet(
     if event_id is not None:
         session.info.setdefault(_EMITTED, []).append(event_id)
     return event_id
+
+
+def emit_if_now_negative(
+    session: Session, wallet_id: uuid.UUID, debited_minor: int, *, cause: str
+) -> int | None:
+    """`wallet.negative` when a debit of `debited_minor` has just taken the wallet into debt.
+
+    Only a fact that already happened can do that (a gateway refund, consumed usage); the
+    wallet then blocks spending until a top-up covers the debt.
+    """
+    balance = current_balance(session, wallet_id)
+    if not balance.balance_minor < 0 <= balance.balance_minor + debited_minor:
+        return None
+    return emit_for_wallet(
+        session,
+        "wallet.negative",
+        key=f"wallet.negative:{cause}"[:255],
+        wallet_id=wallet_id,
+        data={"debt_minor": -balance.balance_minor, "cause": cause},
+    )
 
 
 def emitted(session: Session) -> list[int]:

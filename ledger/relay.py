@@ -1,39 +1,110 @@
-"""Which inbox events the workers should get (again): the ones a lost job or a broker outage
-left waiting, and parked ones whose retry time has come."""
+"""What the workers should get (again): work a lost job or a broker outage left waiting.
+
+Inbox events still to apply (and parked ones whose retry time has come), provisioning requests
+still to decide, usage records still to bill. Each is claimed with its row stamped, so it
+waits `resend_after` before it is due again; rows another relay is claiming are skipped. Send
+the jobs only after the claiming transaction commits; one that fails to go out is due again.
+"""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from ledger.models import InboxEvent, InboxStatus
+from ledger.models import InboxEvent, InboxStatus, ProvisioningRequest, UsageRecord
 
 
 def claim_due(
     session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
 ) -> list[int]:
-    """Ids of events to (re-)send now, stamped as relayed so they wait `resend_after` again.
-
-    An event is due when it waits (received, or parked past its retry time) and nothing was
-    sent for it for `resend_after`. Rows another relay is claiming are skipped. Send the jobs
-    only after this transaction commits; one that fails to go out is due again later.
-    """
-    last_sent = func.coalesce(InboxEvent.relayed_at, InboxEvent.received_at)
-    due = session.scalars(
-        select(InboxEvent.id)
-        .where(
+    """Ids of inbox events to (re-)send now: received, or parked past their retry time."""
+    return [
+        int(id_)
+        for (id_,) in _claim(
+            session,
+            InboxEvent,
+            (InboxEvent.id,),
             or_(
                 InboxEvent.status == InboxStatus.RECEIVED,
                 (InboxEvent.status == InboxStatus.PARKED) & (InboxEvent.retry_at <= now),
             ),
-            last_sent < now - resend_after,
+            InboxEvent.received_at,
+            now=now,
+            resend_after=resend_after,
+            limit=limit,
         )
-        .order_by(InboxEvent.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
+    ]
+
+
+def claim_undecided(
+    session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
+) -> list[uuid.UUID]:
+    """Ids of provisioning requests still pending a decision."""
+    return [
+        id_
+        for (id_,) in _claim(
+            session,
+            ProvisioningRequest,
+            (ProvisioningRequest.id,),
+            ProvisioningRequest.status == "pending",
+            ProvisioningRequest.created_at,
+            now=now,
+            resend_after=resend_after,
+            limit=limit,
+        )
+    ]
+
+
+def claim_unbilled(
+    session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
+) -> list[tuple[uuid.UUID, str]]:
+    """(wallet id, usage id) of usage records still to bill."""
+    return [
+        (wallet_id, usage_id)
+        for wallet_id, usage_id in _claim(
+            session,
+            UsageRecord,
+            (UsageRecord.wallet_id, UsageRecord.id),
+            UsageRecord.status == "pending",
+            UsageRecord.created_at,
+            now=now,
+            resend_after=resend_after,
+            limit=limit,
+        )
+    ]
+
+
+def _claim(
+    session: Session,
+    model: Any,
+    key: tuple[Any, ...],
+    waiting: ColumnElement[bool],
+    created: Any,
+    *,
+    now: datetime,
+    resend_after: timedelta,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    last_sent = func.coalesce(model.relayed_at, created)
+    due = [
+        tuple(row)
+        for row in session.execute(
+            select(*key)
+            .where(waiting, last_sent < now - resend_after)
+            .order_by(created)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ]
     if due:
-        session.execute(update(InboxEvent).where(InboxEvent.id.in_(due)).values(relayed_at=now))
-    return list(due)
+        session.execute(
+            update(model)
+            .where(tuple_(*key).in_(due))
+            .values(relayed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return due

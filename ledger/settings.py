@@ -29,3 +29,56 @@ class LedgerSettings:
         return cls(
             database_url=environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL, pool_size=pool_size
         )
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}")
+    return value
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    """How provisioning decides and how running resources are billed; from the environment.
+
+    reserve_hours: hours of a plan's price an approval holds (PROVISIONING_RESERVE_HOURS).
+    confirm_timeout_s: how long a hold waits for the platform's confirm before it expires.
+    grace_s: how long a resource may run on debt before its suspension is requested.
+    resume_balance_minor: the balance a top-up must restore before resuming is allowed.
+    low_balance_hours: time-to-zero thresholds that send `wallet.low_balance`, once per crossing.
+    """
+
+    reserve_hours: int = 24
+    confirm_timeout_s: int = 1800
+    grace_s: int = 6 * 3600
+    resume_balance_minor: int = 0
+    low_balance_hours: tuple[int, ...] = (72, 24)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> BillingSettings:
+        """Read the PROVISIONING_* and BILLING_* variables; ValueError names a bad one."""
+        raw_thresholds = environ.get("BILLING_LOW_BALANCE_HOURS", "72,24")
+        try:
+            thresholds = tuple(
+                sorted(
+                    {int(part) for part in raw_thresholds.split(",") if part.strip()}, reverse=True
+                )
+            )
+        except ValueError:
+            raise ValueError(
+                f"BILLING_LOW_BALANCE_HOURS must be whole hours like 72,24, not {raw_thresholds!r}"
+            ) from None
+        if any(not 0 < hours <= 24 * 365 for hours in thresholds):
+            raise ValueError("BILLING_LOW_BALANCE_HOURS must be between 1 and 8760 hours each")
+        return cls(
+            reserve_hours=_int(environ, "PROVISIONING_RESERVE_HOURS", 24, 1, 24 * 366),
+            confirm_timeout_s=_int(environ, "PROVISIONING_CONFIRM_TIMEOUT_S", 1800, 10, 7 * 86400),
+            grace_s=_int(environ, "BILLING_GRACE_S", 6 * 3600, 0, 30 * 86400),
+            resume_balance_minor=_int(environ, "BILLING_RESUME_BALANCE_MINOR", 0, 0, 10**15),
+            low_balance_hours=thresholds,
+        )

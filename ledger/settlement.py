@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
 from ledger import outbox
-from ledger.account import current_balance, system_account_id
+from ledger.account import system_account_id
 from ledger.errors import NotFound
 from ledger.models import Category, InboxEvent, InboxStatus, SystemAccount, Topup, TopupStatus
 from ledger.transfer import TransferRequest, transfer
@@ -231,16 +231,9 @@ def _refund_succeeded(session: Session, event: InboxEvent, now: datetime) -> Out
             "gateway": topup.gateway,
         },
     )
-    balance = current_balance(session, topup.wallet_id)
-    if balance.balance_minor < 0 <= balance.balance_minor + event.amount_minor:
-        # This refund took the wallet into debt: spending is blocked until a top-up covers it.
-        outbox.emit_for_wallet(
-            session,
-            "wallet.negative",
-            key=f"wallet.negative:{key}",
-            wallet_id=topup.wallet_id,
-            data={"debt_minor": -balance.balance_minor, "cause": "topup.refunded"},
-        )
+    outbox.emit_if_now_negative(
+        session, topup.wallet_id, event.amount_minor, cause=f"topup.refunded:{key}"
+    )
     return InboxStatus.APPLIED, None
 
 

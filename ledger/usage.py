@@ -1,17 +1,21 @@
-"""Usage records: metered charges that services report, each once under the id they chose."""
+"""Usage records: metered charges that services report, each stored and billed once under the
+id they chose."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ledger.account import get_wallet
-from ledger.errors import IdempotencyConflict
-from ledger.models import UsageRecord
+from ledger import outbox
+from ledger.account import get_wallet, system_account_id
+from ledger.errors import IdempotencyConflict, NotFound
+from ledger.models import Category, SystemAccount, UsageRecord
 from ledger.money import validate_amount_minor
+from ledger.transfer import TransferRequest, transfer
 
 _PAYLOAD = ("wallet_id", "resource_id", "description", "amount_minor", "occurred_at")
 
@@ -49,3 +53,40 @@ def record_usage(
     if inserted is None and any(getattr(record, f) != values[f] for f in _PAYLOAD):
         raise IdempotencyConflict(f"usage id {usage_id!r} was already used for another record")
     return record, inserted is not None
+
+
+def bill_usage_record(session: Session, wallet_id: uuid.UUID, usage_id: str) -> UsageRecord:
+    """Charge a stored usage record to its wallet, once, however often it is called.
+
+    The usage happened already, so the charge is forced: a wallet that cannot pay goes into
+    debt and is blocked from spending until a top-up covers it. Raises NotFound.
+    """
+    record = session.scalar(
+        select(UsageRecord)
+        .where(UsageRecord.wallet_id == wallet_id, UsageRecord.id == usage_id)
+        .with_for_update()
+    )
+    if record is None:
+        raise NotFound(f"no usage record {usage_id!r} for wallet {wallet_id}")
+    if record.status == "billed":
+        return record
+    revenue = system_account_id(session, SystemAccount.REVENUE, record.currency)
+    transfer(
+        session,
+        TransferRequest(
+            idempotency_key=f"usage-record:{wallet_id}:{usage_id}",
+            debit_account_id=wallet_id,
+            credit_account_id=revenue,
+            amount_minor=record.amount_minor,
+            currency=record.currency,
+            category=Category.USAGE,
+            forced=True,
+            memo=f"{record.resource_id[:100]}: {record.description[:140]}",
+        ),
+    )
+    record.status = "billed"
+    record.billed_at = func.now()
+    outbox.emit_if_now_negative(
+        session, wallet_id, record.amount_minor, cause=f"usage-record:{wallet_id}:{usage_id}"
+    )
+    return record

@@ -5,7 +5,19 @@ from __future__ import annotations
 import click
 
 from ledger.settings import LedgerSettings
-from walletctl.commands import adjust, contact, db, dlq, scheduler, token, verify, wallet, webhook
+from walletctl.commands import (
+    adjust,
+    contact,
+    db,
+    dlq,
+    owner,
+    plan,
+    scheduler,
+    token,
+    verify,
+    wallet,
+    webhook,
+)
 from walletctl.context import Context
 
 
@@ -32,6 +44,8 @@ for command in (
     scheduler.relay,
     dlq.dlq,
     contact.contact,
+    plan.plan,
+    owner.owner,
 ):
     cli.add_command(command)
 

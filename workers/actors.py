@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -16,11 +17,11 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 import workers.broker  # noqa: F401  (sets the broker the actors bind to)
-from ledger import outbox, settlement
+from ledger import outbox, provisioning, settlement, usage
 from ledger.errors import NotFound
 from workers import process
 from workers.errors import DeliveryFailed
-from workers.jobs import APPLY_GATEWAY_EVENT, DELIVER_NOTIFICATION
+from workers.jobs import APPLY_GATEWAY_EVENT, BILL_USAGE, DECIDE_PROVISIONING, DELIVER_NOTIFICATION
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,41 @@ def deliver_notification(outbox_id: int) -> None:
         f" ({'; '.join(errors.values())})" if errors else "",
         extra={"outbox_id": outbox_id, "event_type": notice.event_type},
     )
+
+
+@dramatiq.actor(
+    actor_name=DECIDE_PROVISIONING.actor_name, queue_name=DECIDE_PROVISIONING.queue_name
+)
+def decide_provisioning(request_id: str) -> None:
+    """Approve a provisioning request with a hold on its wallet, or reject it; exactly once."""
+    try:
+        with process.sessions().begin() as session:
+            request = provisioning.decide(
+                session, uuid.UUID(request_id), now=datetime.now(UTC), settings=process.billing()
+            )
+            status, reason = request.status, request.reason
+            notices = outbox.emitted(session)
+    except NotFound:
+        logger.error("Provisioning request %s does not exist; nothing to decide.", request_id)
+        return
+    logger.info(
+        "Provisioning request %s: %s%s.",
+        request_id,
+        status,
+        f" ({reason})" if reason else "",
+        extra={"provisioning_request_id": request_id},
+    )
+    announce(notices)
+
+
+@dramatiq.actor(actor_name=BILL_USAGE.actor_name, queue_name=BILL_USAGE.queue_name)
+def bill_usage(wallet_id: str, usage_id: str) -> None:
+    """Charge a stored usage record to its wallet, once."""
+    try:
+        with process.sessions().begin() as session:
+            usage.bill_usage_record(session, uuid.UUID(wallet_id), usage_id)
+    except NotFound:
+        logger.error("Usage record %s of wallet %s does not exist.", usage_id, wallet_id)
 
 
 def _batch_max() -> int:

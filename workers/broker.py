@@ -29,6 +29,7 @@ from dramatiq.middleware import (
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from ledger.settings import BillingSettings
 from workers.deadletter import DeadLetters
 from workers.jobs import connect_broker
 from workers.settings import WorkerSettings
@@ -67,7 +68,9 @@ def metrics_middleware(environ: Mapping[str, str] = os.environ) -> list[Any]:
     return [Prometheus()]
 
 
-WorkerSettings.from_env()  # raises ValueError naming what is missing
+# Both raise ValueError naming what is missing or wrong.
+WorkerSettings.from_env()
+BillingSettings.from_env()
 # Dramatiq's command line owns the log handlers; LOG_LEVEL tunes how much of ours they get.
 for _package in ("ledger", "workers"):
     logging.getLogger(_package).setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())

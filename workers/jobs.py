@@ -29,6 +29,8 @@ class Job:
 # Queues per kind of work, so each can be given its own workers (`dramatiq ... --queues`).
 APPLY_GATEWAY_EVENT = Job("apply_gateway_event", "ledger")
 DELIVER_NOTIFICATION = Job("deliver_notification", "notifications")
+DECIDE_PROVISIONING = Job("decide_provisioning", "provisioning")
+BILL_USAGE = Job("bill_usage", "billing")
 
 
 def connect_broker(url: str, *, timeout_s: float, middleware: list[Any] | None = None) -> Any:

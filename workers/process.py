@@ -11,7 +11,7 @@ import functools
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import make_engine, make_session_factory
-from ledger.settings import LedgerSettings
+from ledger.settings import BillingSettings, LedgerSettings
 from workers.channels import Channel, build_channels
 from workers.settings import WorkerSettings
 
@@ -19,6 +19,11 @@ from workers.settings import WorkerSettings
 @functools.cache
 def settings() -> WorkerSettings:
     return WorkerSettings.from_env()
+
+
+@functools.cache
+def billing() -> BillingSettings:
+    return BillingSettings.from_env()
 
 
 @functools.cache
@@ -35,5 +40,5 @@ def channels() -> tuple[Channel, ...]:
 
 def reset() -> None:
     """Forget what this process holds (tests that change the environment)."""
-    for cached in (settings, sessions, channels):
+    for cached in (settings, billing, sessions, channels):
         cached.cache_clear()

@@ -1,7 +1,9 @@
 """The scheduler: one leader at a time, elected by a PostgreSQL advisory lock, so running
-several (on several machines) is safe. Each tick it re-sends inbox events left waiting and
-outbox events left undelivered (a crash, a broker outage, a channel's backoff), and voids
-holds past their expiry.
+several (on several machines) is safe. Each tick it re-sends work left waiting in the database
+(inbox events, undecided provisioning requests, unbilled usage, undelivered notifications: a
+crash, a broker outage, a channel's backoff), voids holds past their expiry and releases their
+requests, bills every active resource for the hours it has run, and reviews debts (grace,
+suspension, resume) and low balances.
 
 The leader holds a session-level advisory lock on a connection of its own for as long as it
 lives; when it dies, PostgreSQL releases the lock and a standby takes over within a tick.
@@ -17,10 +19,18 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger import outbox, relay
+from ledger import outbox, provisioning, relay
 from ledger.db import make_session_factory
+from ledger.settings import BillingSettings
 from ledger.transfer import void_expired
-from workers.jobs import APPLY_GATEWAY_EVENT, DELIVER_NOTIFICATION, JobSender
+from workers.jobs import (
+    APPLY_GATEWAY_EVENT,
+    BILL_USAGE,
+    DECIDE_PROVISIONING,
+    DELIVER_NOTIFICATION,
+    Job,
+    JobSender,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +49,10 @@ class Scheduler:
         *,
         interval_s: float = INTERVAL_S_DEFAULT,
         resend_after_s: float = RESEND_AFTER_S_DEFAULT,
+        billing: BillingSettings | None = None,
     ) -> None:
         self._engine = engine
+        self._billing = billing or BillingSettings()
         self._sessions = make_session_factory(engine)
         self._sender = sender
         self._interval_s = interval_s
@@ -72,27 +84,58 @@ class Scheduler:
         return bool(won)
 
     def tick(self, now: datetime | None = None) -> int:
-        """One round of duties; returns how many inbox and outbox jobs were sent."""
+        """One round of duties; returns how many jobs were sent to the workers."""
         now = now or datetime.now(UTC)
+        sent = self._relay(now)
         with self._sessions.begin() as session:
-            due = relay.claim_due(session, now=now, resend_after=self._resend_after)
-        sent = sum(self._sender.send(APPLY_GATEWAY_EVENT, inbox_id) for inbox_id in due)
+            voided = void_expired(session, now)
+            released = provisioning.release_expired(session, voided, now=now)
         with self._sessions.begin() as session:
-            notices = outbox.claim_due(session, now=now, resend_after=self._resend_after)
-        announced = sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in notices)
-        with self._sessions.begin() as session:
-            voided = len(void_expired(session, now))
-        if due or notices or voided:
-            logger.info(
-                "Re-sent %d of %d waiting events and %d of %d notifications;"
-                " voided %d expired holds.",
-                sent,
-                len(due),
-                announced,
-                len(notices),
-                voided,
+            charged = provisioning.bill_due(session, now=now)
+            reviewed = provisioning.review_debts(
+                session, now=now, settings=self._billing, charged=set(charged)
             )
-        return sent + announced
+            alerts = provisioning.review_low_balance(session, set(charged), settings=self._billing)
+            notices = outbox.emitted(session)
+        sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in notices)
+        if voided or charged or reviewed or alerts:
+            logger.info(
+                "Voided %d expired holds (%d provisioning requests released); billed %d"
+                " resources; %d debt changes; %d low-balance alerts.",
+                len(voided),
+                released,
+                len(charged),
+                reviewed,
+                alerts,
+            )
+        return sent
+
+    def _relay(self, now: datetime) -> int:
+        """Re-send every kind of work left waiting in the database for `resend_after`."""
+        after = self._resend_after
+        with self._sessions.begin() as session:
+            jobs: list[tuple[Job, tuple[object, ...]]] = [
+                *(
+                    (APPLY_GATEWAY_EVENT, (id_,))
+                    for id_ in relay.claim_due(session, now=now, resend_after=after)
+                ),
+                *(
+                    (DECIDE_PROVISIONING, (str(id_),))
+                    for id_ in relay.claim_undecided(session, now=now, resend_after=after)
+                ),
+                *(
+                    (BILL_USAGE, (str(wallet), usage))
+                    for wallet, usage in relay.claim_unbilled(session, now=now, resend_after=after)
+                ),
+                *(
+                    (DELIVER_NOTIFICATION, (id_,))
+                    for id_ in outbox.claim_due(session, now=now, resend_after=after)
+                ),
+            ]
+        sent = sum(self._sender.send(job, *args) for job, args in jobs)
+        if jobs:
+            logger.info("Re-sent %d of %d waiting jobs.", sent, len(jobs))
+        return sent
 
     def run(self, stop: threading.Event) -> None:
         """Lead or stand by until `stop` is set; database outages are waited out."""

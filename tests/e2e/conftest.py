@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +124,34 @@ def stop(process: subprocess.Popen[bytes], timeout_s: float = 30) -> int:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     return process.wait(timeout=timeout_s)
+
+
+def api_call(
+    web: Web, method: str, path: str, body: object = None, scope: str = "admin"
+) -> tuple[int, object]:
+    """Call /api/v1 with a token `walletctl token` mints; the status and the JSON answer."""
+    token = subprocess.run(
+        [str(BIN / "walletctl"), "token", "--sub", "e2e", "--scope", scope],
+        env=web.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    request = urllib.request.Request(  # noqa: S310 (the local test server)
+        f"{web.url}/api/v1{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": str(uuid.uuid4()),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
 
 
 @pytest.fixture(scope="module")

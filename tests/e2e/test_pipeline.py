@@ -3,7 +3,6 @@ processes; signed webhooks from `walletctl webhook send`; balances read over the
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import urllib.request
@@ -16,7 +15,15 @@ from standardwebhooks import Webhook
 
 from tests.http_recorder import Recorder, recording_server
 
-from .conftest import BIN, free_port, scheduler_command, start, stop, worker_command
+from .conftest import (
+    BIN,
+    api_call,
+    free_port,
+    scheduler_command,
+    start,
+    stop,
+    worker_command,
+)
 
 GATEWAYS = ["stripe", "paystack", "yoco", "razorpay", "adyen", "payfast"]
 
@@ -63,25 +70,9 @@ def pipeline(web, tmp_path_factory):
 
 
 def api(web, method, path, body=None):
-    token = subprocess.run(
-        [str(BIN / "walletctl"), "token", "--sub", "e2e", "--scope", "admin"],
-        env=web.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    request = urllib.request.Request(  # noqa: S310 (the local test server)
-        f"{web.url}/api/v1{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Content-Type": "application/json",
-            "Idempotency-Key": str(uuid.uuid4()),
-        },
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        return json.load(answer)
+    status, answer = api_call(web, method, path, body)
+    assert status < 300, answer
+    return answer
 
 
 @pytest.mark.slow

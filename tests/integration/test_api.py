@@ -312,7 +312,7 @@ def test_provisioning_requests_wait_for_the_workers(api):
     accepted = api.call(
         "POST",
         "/provisioning-requests",
-        {"wallet_id": wallet, "resource_id": "vm-1", "plan": "small"},
+        {"wallet_id": wallet, "resource_id": f"vm-{uuid.uuid4()}", "plan": "small"},
     )
     assert accepted.status_code == 202
     request_id = accepted.get_json()["id"]
@@ -449,3 +449,86 @@ def test_the_openapi_document_is_served(api):
     document = api.client.get("/openapi.json").get_json()
     assert document["openapi"] == "3.1.0"
     assert "/api/v1/orders/{order_id}/refunds" in document["paths"]
+
+
+def test_a_reseller_sees_and_funds_its_tree_and_nothing_else(api, sessions):
+    from ledger.owner import set_reseller
+
+    reseller, customer, sub_customer, stranger = (f"o-{uuid.uuid4()}" for _ in range(4))
+    with sessions.begin() as session:
+        set_reseller(session, customer, reseller)
+        set_reseller(session, sub_customer, customer)
+    own = api.wallet(funded_minor=5000, owner_id=reseller)
+    theirs = api.wallet(owner_id=customer)
+    deeper = api.wallet(owner_id=sub_customer)
+    outside = api.wallet(owner_id=stranger)
+    as_reseller = {"owner_id": reseller, "scope": "wallets:read wallets:write"}
+
+    for wallet in (own, theirs, deeper):
+        assert api.call("GET", f"/wallets/{wallet}", **as_reseller).status_code == 200
+    assert api.call("GET", f"/wallets/{outside}", **as_reseller).status_code == 404
+    as_customer = {"owner_id": customer, "scope": "wallets:read"}
+    assert api.call("GET", f"/wallets/{own}", **as_customer).status_code == 404  # not upward
+
+    def move(source, target, amount_minor=1000, **token):
+        return api.call(
+            "POST",
+            "/transfers",
+            {"from_wallet_id": source, "to_wallet_id": target, "amount_minor": amount_minor},
+            headers=key(),
+            **token,
+        )
+
+    assert move(own, theirs, **as_reseller).status_code == 201
+    assert move(own, deeper, **as_reseller).status_code == 201
+    assert move(own, outside, **as_reseller).status_code == 404
+    assert move(theirs, own, **as_reseller).status_code == 403  # never out of a customer
+    assert move(own, theirs, scope="wallets:write").status_code == 403  # unbound needs admin
+    assert (api.balance(own), api.balance(theirs), api.balance(deeper)) == (3000, 1000, 1000)
+    created = api.call(
+        "POST", "/wallets", {"owner_id": sub_customer, "currency": "USD"}, **as_reseller
+    )
+    assert created.status_code == 201
+    refused = api.call("POST", "/wallets", {"owner_id": stranger, "currency": "USD"}, **as_reseller)
+    assert refused.status_code == 403
+
+
+def test_reseller_links_refuse_cycles_and_second_parents(sessions):
+    from ledger.errors import OwnerTreeError
+    from ledger.owner import ancestors, set_reseller
+
+    top, middle, leaf = (f"o-{uuid.uuid4()}" for _ in range(3))
+    with sessions.begin() as session:
+        set_reseller(session, middle, top)
+        set_reseller(session, leaf, middle)
+        set_reseller(session, leaf, middle)  # the same link again: nothing changes
+        assert ancestors(session, leaf) == [middle, top]
+    for owner, reseller in ((top, leaf), (leaf, top), (top, top)):
+        with pytest.raises(OwnerTreeError), sessions.begin() as session:
+            set_reseller(session, owner, reseller)
+
+
+def test_plans_and_the_burn_rate_are_shown(api):
+    plans = api.call("GET", "/plans").get_json()["items"]
+    assert {"small", "medium", "large", "enterprise"} <= {plan["id"] for plan in plans}
+    wallet = api.wallet(funded_minor=1000)
+    burn = api.call("GET", f"/wallets/{wallet}/burn-rate").get_json()
+    assert burn == {
+        "wallet_id": wallet,
+        "currency": "ZAR",
+        "available_minor": 1000,
+        "burn_minor_per_month": 0,
+        "hours_to_zero": None,
+    }
+
+
+def test_a_busy_resource_and_a_premature_confirm_conflict(api):
+    wallet = api.wallet(funded_minor=100_000)
+    body = {"wallet_id": wallet, "resource_id": f"vm-{uuid.uuid4()}", "plan": "small"}
+    first = api.call("POST", "/provisioning-requests", body)
+    assert first.status_code == 202
+    assert api.call("POST", "/provisioning-requests", body).status_code == 409
+    pending = first.get_json()["id"]
+    confirmed = api.call("POST", f"/provisioning-requests/{pending}/confirm")
+    assert confirmed.status_code == 409
+    assert confirmed.get_json()["title"] == "Not allowed in this state"

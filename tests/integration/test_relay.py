@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -164,3 +165,33 @@ def test_two_scheduler_processes_one_leader(fresh_database_url, broker_url, tmp_
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=10)
+
+
+def test_undecided_requests_and_unbilled_usage_are_sent_again(
+    worker, engine, broker_url, make_wallet, sessions, balance_of
+):
+    from ledger.provisioning import get_provisioning_request, request_provisioning
+    from ledger.usage import record_usage
+
+    wallet = make_wallet(funded_minor=100_000)
+    with sessions.begin() as session:  # stored, but their jobs never reached the broker
+        request_id = request_provisioning(
+            session, wallet_id=wallet, resource_id=f"vm-{uuid.uuid4()}", plan="small"
+        ).id
+        record_usage(
+            session,
+            usage_id="u-1",
+            wallet_id=wallet,
+            resource_id="vm-x",
+            description="storage",
+            amount_minor=300,
+            occurred_at=datetime.now(UTC),
+        )
+    scheduler = Scheduler(engine, JobSender(broker_url), resend_after_s=0.1)
+    time.sleep(0.2)
+    assert scheduler.tick() >= 2
+    worker.join("provisioning", timeout=20_000)
+    worker.join("billing", timeout=20_000)
+    with sessions() as session:
+        assert get_provisioning_request(session, request_id).status == "approved"
+    assert balance_of(wallet).balance_minor == 100_000 - 300

@@ -221,3 +221,39 @@ def test_a_bad_contact_says_what_to_give(walletctl):
     missing = walletctl("contact", "remove", "nobody")
     assert missing.exit_code == 1
     assert "walletctl contact set" in missing.output
+
+
+def test_plans_are_listed_and_set(walletctl):
+    assert walletctl("db", "upgrade").exit_code == 0
+    listed = output(walletctl("plan", "list"))["plans"]
+    assert [(p["id"], p["monthly_price_minor"]) for p in listed] == [
+        ("small", 15000),
+        ("medium", 30000),
+        ("large", 60000),
+        ("enterprise", 120000),
+    ]
+    result = walletctl(
+        "plan", "set", "gpu", "--name", "GPU", "--vcpus", "16", "--memory-gb", "64",
+        "--monthly-price", "4999.99", "--currency", "ZAR",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert output(result)["monthly_price_minor"] == 499999
+    bad = walletctl(
+        "plan", "set", "gpu", "--name", "GPU", "--vcpus", "16", "--memory-gb", "64",
+        "--monthly-price", "49.999", "--currency", "ZAR",
+    )  # fmt: skip
+    assert bad.exit_code == 1
+    assert "major units" in bad.output
+
+
+def test_resellers_and_burn_from_the_command_line(walletctl):
+    assert walletctl("db", "upgrade").exit_code == 0
+    linked = walletctl("owner", "set", "shop-1", "--reseller", "reseller-1")
+    assert linked.exit_code == 0, linked.output
+    assert output(walletctl("owner", "show", "reseller-1"))["customers"] == ["shop-1"]
+    cycle = walletctl("owner", "set", "reseller-1", "--reseller", "shop-1")
+    assert cycle.exit_code == 1
+    assert "cycle" in cycle.output
+    wallet = output(walletctl("wallet", "create", "--owner", "shop-1", "--currency", "ZAR"))["id"]
+    burn = output(walletctl("wallet", "burn", wallet))
+    assert (burn["burn_minor_per_month"], burn["hours_to_zero"]) == (0, None)

@@ -10,6 +10,7 @@ import threading
 import click
 
 from ledger.logs import configure_logging
+from ledger.settings import BillingSettings
 from walletctl.context import Context, pass_context
 from workers.jobs import JobSender
 from workers.scheduler import INTERVAL_S_DEFAULT, RESEND_AFTER_S_DEFAULT, Scheduler
@@ -19,8 +20,16 @@ _INTERVAL = click.FloatRange(0.05, 3600)
 
 def _scheduler(ctx: Context, interval_s: float, resend_after_s: float) -> Scheduler:
     broker_url = os.environ.get("BROKER_URL", "redis://localhost:6379/0")
+    try:
+        billing = BillingSettings.from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     return Scheduler(
-        ctx.engine, JobSender(broker_url), interval_s=interval_s, resend_after_s=resend_after_s
+        ctx.engine,
+        JobSender(broker_url),
+        interval_s=interval_s,
+        resend_after_s=resend_after_s,
+        billing=billing,
     )
 
 
@@ -57,6 +66,6 @@ def scheduler(ctx: Context, interval_s: float, resend_after_s: float) -> None:
 )
 @pass_context
 def relay(ctx: Context, resend_after_s: float) -> None:
-    """Re-send waiting inbox events and void expired holds once, now."""
+    """Run one scheduler round now: re-send waiting work, void expired holds, bill."""
     sent = _scheduler(ctx, INTERVAL_S_DEFAULT, resend_after_s).tick()
     ctx.emit({"sent": sent}, f"sent {sent} waiting events to the workers")

@@ -9,6 +9,7 @@ import click
 
 from ledger.account import WalletBalance, get_wallet, open_wallet, wallet_balance
 from ledger.money import Money
+from ledger.provisioning import burn_rate
 from walletctl.context import Context, pass_context
 
 
@@ -72,3 +73,17 @@ def show(ctx: Context, wallet_id: uuid.UUID) -> None:
     with ctx.transaction() as session:
         data, text = describe(wallet_balance(get_wallet(session, wallet_id)))
     ctx.emit(data, text)
+
+
+@wallet.command("burn")
+@click.argument("wallet_id", type=click.UUID)
+@pass_context
+def burn(ctx: Context, wallet_id: uuid.UUID) -> None:
+    """Show what the wallet's running resources cost a month and hours until it runs out."""
+    with ctx.transaction() as session:
+        get_wallet(session, wallet_id)
+        found = burn_rate(session, wallet_id)
+    data = found.as_dict()
+    monthly = Money(found.burn_minor_per_month, found.currency).format_major()
+    lasts = "nothing burns" if found.hours_to_zero is None else f"{found.hours_to_zero} h to zero"
+    ctx.emit(data, f"wallet {wallet_id}: {found.currency} {monthly} a month; {lasts}")

@@ -23,10 +23,11 @@ from ledger import audit, idempotency, outbox
 from webhook_receiver.auth import Principal, current_principal
 from webhook_receiver.errors import Invalid
 from webhook_receiver.services import services
-from workers.jobs import DELIVER_NOTIFICATION
+from workers.jobs import DELIVER_NOTIFICATION, Job
 
 View = Callable[..., tuple[dict[str, Any], int]]
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_JOBS = "walletpipe_jobs_after_commit"
 
 
 def _fingerprint() -> bytes:
@@ -77,9 +78,10 @@ def mutation(
                     idempotency.remember(
                         session, subject=scope, key=key, status_code=status, body=body
                     )
-                notices = outbox.emitted(session)
-            for outbox_id in notices:  # committed: the relay re-sends any that fail to go out
-                services().sender.send(DELIVER_NOTIFICATION, outbox_id)
+                jobs = [(DELIVER_NOTIFICATION, (id_,)) for id_ in outbox.emitted(session)]
+            jobs += g.pop(_JOBS, [])
+            for job, args in jobs:  # committed: the relay re-sends any that fail to go out
+                services().sender.send(job, *args)
             response = jsonify(body)
             response.status_code = status
             return response
@@ -87,6 +89,11 @@ def mutation(
         return run
 
     return decorate
+
+
+def after_commit(job: Job, *args: Any) -> None:
+    """Send `job(*args)` to the workers once this call's transaction has committed."""
+    g.setdefault(_JOBS, []).append((job, args))
 
 
 def _key_scope(principal: Principal) -> str:

@@ -19,6 +19,8 @@ blueprint = Blueprint("openapi", __name__)
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _MINOR = {"type": "integer"}
+_NULLABLE_MINOR = {"type": ["integer", "null"]}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +103,39 @@ SCHEMAS: dict[str, Any] = {
             "plan": {"type": "string"},
             "status": {"enum": ["pending", "approved", "rejected", "active", "released"]},
             "reason": _NULLABLE_TEXT,
+            "reserve_minor": _NULLABLE_MINOR,
+            "shortfall_minor": _NULLABLE_MINOR,
+            "monthly_price_minor": _NULLABLE_MINOR,
+            "billed_hours": _MINOR,
             "created_at": _TIME,
+            "decided_at": _NULLABLE_TIME,
+            "activated_at": _NULLABLE_TIME,
+            "released_at": _NULLABLE_TIME,
+            "grace_started_at": _NULLABLE_TIME,
+            "suspend_requested_at": _NULLABLE_TIME,
+        }
+    ),
+    "Plan": _object(
+        {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "vcpus": {"type": "integer"},
+            "memory_gb": {"type": "integer"},
+            "monthly_price_minor": _MINOR,
+            "currency": CURRENCY,
+            "active": {"type": "boolean"},
+        }
+    ),
+    "PlanList": _object(
+        {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Plan"}}}
+    ),
+    "BurnRate": _object(
+        {
+            "wallet_id": ID,
+            "currency": CURRENCY,
+            "available_minor": _MINOR,
+            "burn_minor_per_month": _MINOR,
+            "hours_to_zero": {"type": ["integer", "null"]},
         }
     ),
     "UsageRecord": _object(
@@ -297,6 +331,38 @@ def document(gateways: list[str]) -> dict[str, Any]:
                 parameters=[_path_id("request_id")],
             ),
         },
+        "/api/v1/provisioning-requests/{request_id}/confirm": {
+            "post": _operation(
+                "The resource runs: post the hold as its first hour",
+                "provisioning:write",
+                200,
+                "ProvisioningRequest",
+                parameters=[_path_id("request_id")],
+                idempotent=True,
+            ),
+        },
+        "/api/v1/provisioning-requests/{request_id}/release": {
+            "post": _operation(
+                "The resource failed or was deleted: void the hold, or stop billing",
+                "provisioning:write",
+                200,
+                "ProvisioningRequest",
+                parameters=[_path_id("request_id")],
+                idempotent=True,
+            ),
+        },
+        "/api/v1/plans": {
+            "get": _operation("The plans and their prices", "provisioning:write", 200, "PlanList"),
+        },
+        "/api/v1/wallets/{wallet_id}/burn-rate": {
+            "get": _operation(
+                "What a wallet's running resources cost, and hours until it runs out",
+                "wallets:read",
+                200,
+                "BurnRate",
+                parameters=[_path_id("wallet_id")],
+            ),
+        },
         "/api/v1/usage": {
             "post": _operation(
                 "Report a usage record",
@@ -309,8 +375,8 @@ def document(gateways: list[str]) -> dict[str, Any]:
         },
         "/api/v1/transfers": {
             "post": _operation(
-                "Move credit between wallets",
-                "admin",
+                "Move credit between wallets (a reseller to its customers, or an admin)",
+                "wallets:write",
                 201,
                 "Transfer",
                 transfers.CREATE,

@@ -1,4 +1,5 @@
-"""Transfers between wallets: for now an operator's (admin) move of credit between owners."""
+"""Transfers between wallets: a reseller funding its customers, or an operator (admin) moving
+credit between any two owners."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from webhook_receiver.api import blueprint, views
 from webhook_receiver.api.access import visible_wallet
 from webhook_receiver.api.mutation import ledger_key, mutation
 from webhook_receiver.api.validation import AMOUNT, ID, body_schema, json_body
-from webhook_receiver.auth import requires
-from webhook_receiver.errors import Invalid
+from webhook_receiver.auth import current_principal, requires
+from webhook_receiver.errors import Forbidden, Invalid
 
 CREATE = body_schema(
     {"from_wallet_id": ID, "to_wallet_id": ID, "amount_minor": AMOUNT},
@@ -23,18 +24,24 @@ CREATE = body_schema(
 
 
 @blueprint.post("/transfers", endpoint="transfer_create")
-@requires("admin")
+@requires("wallets:write")
 @mutation("wallet.transfer", key_required=True)
 def create(session: Session) -> tuple[dict[str, Any], int]:
     """Move credit between two wallets of one currency; 422 when the source cannot cover it.
 
-    Until resellers own customer trees, only an admin token may move money between owners.
+    A token bound to an owner moves credit from that owner's own wallets to wallets in its
+    tree (a reseller to its customers). A token bound to no owner needs `admin`.
     """
     body = json_body(CREATE)
     source_id, target_id = uuid.UUID(body["from_wallet_id"]), uuid.UUID(body["to_wallet_id"])
     if source_id == target_id:
         raise Invalid("from_wallet_id and to_wallet_id must differ")
+    principal = current_principal()
+    if principal.owner_id is None and not principal.has("admin"):
+        raise Forbidden("moving credit between owners needs admin, or a reseller's own token")
     source = visible_wallet(session, source_id)
+    if principal.owner_id is not None and source.owner_id != principal.owner_id:
+        raise Forbidden(f"this token moves credit out of owner {principal.owner_id}'s wallets only")
     target = visible_wallet(session, target_id)
     applied = transfer(
         session,

@@ -1,4 +1,5 @@
-"""Usage records from services: stored once under the id the service chose, billed later."""
+"""Usage records from services: stored once under the id the service chose, billed once by the
+workers after the call commits."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from sqlalchemy.orm import Session
 from ledger.usage import record_usage
 from webhook_receiver.api import blueprint, views
 from webhook_receiver.api.access import visible_wallet
-from webhook_receiver.api.mutation import mutation
+from webhook_receiver.api.mutation import after_commit, mutation
 from webhook_receiver.api.validation import AMOUNT, ID, TEXT_ID, body_schema, json_body
 from webhook_receiver.auth import requires
 from webhook_receiver.errors import Invalid
+from workers.jobs import BILL_USAGE
 
 OCCURRED_AFTER = datetime(2000, 1, 1, tzinfo=UTC)
 OCCURRED_BEFORE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -34,7 +36,7 @@ CREATE = body_schema(
 @requires("billing:write")
 @mutation("usage.record")
 def create(session: Session) -> tuple[dict[str, Any], int]:
-    """202: recorded to be billed. A repeat of the same usage_id returns the stored record."""
+    """202: recorded; the workers bill it once. A repeat of the usage_id returns the record."""
     body = json_body(CREATE)
     try:
         occurred_at = datetime.fromisoformat(body["occurred_at"].replace("Z", "+00:00"))
@@ -45,7 +47,7 @@ def create(session: Session) -> tuple[dict[str, Any], int]:
     if not OCCURRED_AFTER <= occurred_at <= OCCURRED_BEFORE:
         raise Invalid("body.occurred_at: must lie between 2000 and 2100")
     wallet = visible_wallet(session, uuid.UUID(body["wallet_id"]))
-    row, _ = record_usage(
+    row, _new = record_usage(
         session,
         usage_id=body["usage_id"],
         wallet_id=wallet.id,
@@ -54,4 +56,6 @@ def create(session: Session) -> tuple[dict[str, Any], int]:
         amount_minor=body["amount_minor"],
         occurred_at=occurred_at,
     )
+    if row.status == "pending":  # new, or a repeat of one not billed yet
+        after_commit(BILL_USAGE, str(row.wallet_id), row.id)
     return views.usage_record(row), 202

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from ledger.account import wallet_balance
-from ledger.models import Account, Order, ProvisioningRequest, Topup, Transfer, UsageRecord
+from ledger.models import (
+    Account,
+    Order,
+    ProvisioningRequest,
+    Topup,
+    Transfer,
+    UsageRecord,
+)
 
 
 def wallet(account: Account) -> dict[str, Any]:
@@ -67,6 +75,10 @@ def order(row: Order) -> dict[str, Any]:
     }
 
 
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 def provisioning_request(row: ProvisioningRequest) -> dict[str, Any]:
     return {
         "id": str(row.id),
@@ -75,7 +87,16 @@ def provisioning_request(row: ProvisioningRequest) -> dict[str, Any]:
         "plan": row.plan,
         "status": row.status,
         "reason": row.reason,
+        "reserve_minor": row.reserve_minor,
+        "shortfall_minor": row.shortfall_minor,
+        "monthly_price_minor": row.monthly_price_minor,
+        "billed_hours": row.billed_hours,
         "created_at": row.created_at.isoformat(),
+        "decided_at": _time(row.decided_at),
+        "activated_at": _time(row.activated_at),
+        "released_at": _time(row.released_at),
+        "grace_started_at": _time(row.grace_started_at),
+        "suspend_requested_at": _time(row.suspend_requested_at),
     }
 
 

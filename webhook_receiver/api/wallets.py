@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from ledger.account import open_wallet
 from ledger.models import Transfer
 from ledger.money import validate_currency
+from ledger.provisioning import burn_rate
 from webhook_receiver.api import blueprint, views
-from webhook_receiver.api.access import visible_wallet
+from webhook_receiver.api.access import sees, visible_wallet
 from webhook_receiver.api.mutation import mutation
 from webhook_receiver.api.validation import CURRENCY, TEXT_ID, body_schema, json_body
 from webhook_receiver.auth import current_principal, requires
@@ -33,8 +34,8 @@ CURSOR_DIGITS_MAX = 19
 def create_wallet(session: Session) -> tuple[dict[str, Any], int]:
     body = json_body(CREATE_WALLET)
     principal = current_principal()
-    if principal.owner_id is not None and principal.owner_id != body["owner_id"]:
-        raise Forbidden(f"this token acts for owner {principal.owner_id} only")
+    if not sees(session, body["owner_id"]):
+        raise Forbidden(f"this token acts for owner {principal.owner_id} and its tree only")
     account = open_wallet(session, body["owner_id"], validate_currency(body["currency"]))
     session.flush()
     return views.wallet(account), 201
@@ -45,6 +46,15 @@ def create_wallet(session: Session) -> tuple[dict[str, Any], int]:
 def show_wallet(wallet_id: uuid.UUID) -> Response:
     with services().sessions() as session:
         return jsonify(views.wallet(visible_wallet(session, wallet_id)))
+
+
+@blueprint.get("/wallets/<uuid:wallet_id>/burn-rate")
+@requires("wallets:read")
+def show_burn_rate(wallet_id: uuid.UUID) -> Response:
+    """What the wallet's active resources cost a month, and hours until its money runs out."""
+    with services().sessions() as session:
+        visible_wallet(session, wallet_id)
+        return jsonify(burn_rate(session, wallet_id).as_dict())
 
 
 @blueprint.get("/wallets/<uuid:wallet_id>/transfers")
