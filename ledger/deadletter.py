@@ -71,6 +71,7 @@ def claim_for_replay(
         .order_by(DeadLetter.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     )
     if ids is not None:
         statement = statement.where(DeadLetter.id.in_(ids))

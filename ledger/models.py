@@ -234,6 +234,12 @@ class InboxEvent(Base):
             "received_at",
             postgresql_where=text("status IN ('received', 'parked')"),
         ),
+        # Operators (and /metrics) count the events set aside for review.
+        Index(
+            "ix_inbox_events_needs_review",
+            "received_at",
+            postgresql_where=text("status = 'needs_review'"),
+        ),
         # A worker applying one wallet's capture claims that wallet's other waiting captures.
         Index(
             "ix_inbox_events_received_reference",
@@ -403,9 +409,11 @@ class ProvisioningRequest(Base):
         CheckConstraint(
             "shortfall_minor IS NULL OR shortfall_minor > 0", name="shortfall_positive"
         ),
-        # One live request per resource: a resource is never held or billed twice at once.
+        # One live request per resource of a wallet: never held or billed twice at once.
+        # Per wallet, so that no tenant can squat on another's resource ids.
         Index(
             "uq_provisioning_requests_live_resource_id",
+            "wallet_id",
             "resource_id",
             unique=True,
             postgresql_where=text("status IN ('pending', 'approved', 'active')"),
@@ -511,6 +519,12 @@ class UsageRecord(Base):
         CheckConstraint("amount_minor > 0 AND amount_minor <= 1000000000000000", name="amount"),
         CheckConstraint("length(id) BETWEEN 1 AND 255", name="id_length"),
         CheckConstraint("length(resource_id) BETWEEN 1 AND 255", name="resource_id_length"),
+        # The relay looks for records still to bill.
+        Index(
+            "ix_usage_records_pending",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
     )
 
     wallet_id: Mapped[uuid.UUID] = mapped_column(
@@ -558,11 +572,17 @@ class OutboxEvent(Base):
         CheckConstraint("length(key) BETWEEN 1 AND 255", name="key_length"),
         CheckConstraint("attempts >= 0", name="attempts_nonnegative"),
         CheckConstraint("delivered_at IS NULL OR failed_at IS NULL", name="delivered_or_failed"),
-        # The relay looks for events still to deliver.
+        # The relay looks for events still to deliver...
         Index(
             "ix_outbox_events_undelivered",
             "created_at",
             postgresql_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+        ),
+        # ... and operators for the ones given up on.
+        Index(
+            "ix_outbox_events_failed",
+            "failed_at",
+            postgresql_where=text("failed_at IS NOT NULL"),
         ),
     )
 

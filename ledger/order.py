@@ -58,7 +58,10 @@ def create_order(
 def get_order(session: Session, order_id: uuid.UUID, *, lock: bool = False) -> Order:
     """The order; with `lock`, its row is locked until the transaction ends. Raises NotFound."""
     statement = select(Order).where(Order.id == order_id)
-    order = session.scalar(statement.with_for_update() if lock else statement)
+    if lock:
+        # Refreshed: an unlocked read earlier in the transaction must not decide for it.
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    order = session.scalar(statement)
     if order is None:
         raise NotFound(f"no order with id {order_id}")
     return order

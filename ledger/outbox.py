@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ledger.account import current_balance
 from ledger.models import Account, OutboxDelivery, OutboxEvent, OwnerContact
+from ledger.transfer import bounded_key
 
 # A channel that keeps failing is tried again later, each wait twice the last, within bounds;
 # after the last attempt the event is marked failed, for operators to see, and left alone.
@@ -54,7 +55,12 @@ def emit(
         session.connection()
         .execute(
             _INSERT,
-            {"event_type": event_type, "key": key, "wallet_id": wallet_id, "payload": data},
+            {
+                "event_type": event_type,
+                "key": bounded_key(key),
+                "wallet_id": wallet_id,
+                "payload": data,
+            },
         )
         .scalar_one_or_none()
     )
@@ -95,7 +101,7 @@ def emit_for_wallet(
             _INSERT_FOR_WALLET,
             {
                 "event_type": event_type,
-                "key": key,
+                "key": bounded_key(key),
                 "wallet_id": wallet_id,
                 "data": json.dumps(data),
             },
@@ -121,7 +127,7 @@ def emit_if_now_negative(
     return emit_for_wallet(
         session,
         "wallet.negative",
-        key=f"wallet.negative:{cause}"[:255],
+        key=f"wallet.negative:{cause}",
         wallet_id=wallet_id,
         data={"debt_minor": -balance.balance_minor, "cause": cause},
     )
@@ -152,6 +158,7 @@ def claim_due(
         .order_by(OutboxEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     ).all()
     if due:
         session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(due)).values(relayed_at=now))
@@ -187,6 +194,7 @@ def lock_for_delivery(session: Session, event_id: int) -> tuple[Notice, frozense
             OutboxEvent.failed_at.is_(None),
         )
         .with_for_update(of=OutboxEvent, skip_locked=True)
+        .execution_options(populate_existing=True)
     ).one_or_none()
     if row is None:
         return None

@@ -52,11 +52,13 @@ class PlanSpec:
 def set_plan(session: Session, spec: PlanSpec) -> Plan:
     """Create or change a plan; running resources keep the price they were approved at.
 
-    Raises ValueError for an id, size or price the catalogue cannot hold.
+    Raises ValueError for a name, size or price the catalogue cannot hold.
     """
     validate_currency(spec.currency)
     if not 0 < spec.monthly_price_minor <= AMOUNT_MINOR_MAX // 1000:
         raise ValueError("a monthly price must be a positive amount in minor units")
+    if not 1 <= len(spec.name) <= 255:
+        raise ValueError("a plan's name must be 1 to 255 characters")
     if spec.vcpus <= 0 or spec.memory_gb <= 0:
         raise ValueError("a plan needs at least one vCPU and one GB of memory")
     values = {

@@ -58,7 +58,6 @@ REJECTED_FOR_FUNDS = "insufficient_funds"
 CATCH_UP_HOURS_MAX = 2 * HOURS_PER_MONTH
 # Wallets with a standing low-balance alert re-checked per call at most (for a top-up).
 LOW_BALANCE_REVIEW_MAX = 500
-_LIVE = (ProvisioningStatus.PENDING, ProvisioningStatus.APPROVED, ProvisioningStatus.ACTIVE)
 
 
 def request_provisioning(
@@ -66,7 +65,8 @@ def request_provisioning(
 ) -> ProvisioningRequest:
     """Record a pending request to run `resource_id` on `plan`, paid from the wallet.
 
-    Raises ResourceBusy when the resource has a request pending, approved or active.
+    Raises ResourceBusy when the wallet has a request for the resource pending, approved or
+    active.
     """
     wallet = get_wallet(session, wallet_id)
     request = ProvisioningRequest(wallet_id=wallet.id, resource_id=resource_id, plan=plan)
@@ -76,13 +76,10 @@ def request_provisioning(
     except IntegrityError as exc:
         if constraint_name(exc) != "uq_provisioning_requests_live_resource_id":
             raise InvariantViolation(str(exc.orig)) from exc
-        live = session.scalar(
-            select(ProvisioningRequest.id).where(
-                ProvisioningRequest.resource_id == resource_id,
-                ProvisioningRequest.status.in_(_LIVE),
-            )
-        )
-        raise ResourceBusy(f"resource {resource_id!r} already has a live request: {live}") from exc
+        raise ResourceBusy(
+            f"resource {resource_id!r} already has a pending, approved or active request"
+            " for this wallet; release it first"
+        ) from exc
     return request
 
 
@@ -91,7 +88,10 @@ def get_provisioning_request(
 ) -> ProvisioningRequest:
     """The request; with `lock`, its row is locked until the transaction ends. Raises NotFound."""
     statement = select(ProvisioningRequest).where(ProvisioningRequest.id == request_id)
-    request = session.scalar(statement.with_for_update() if lock else statement)
+    if lock:
+        # Refreshed: an unlocked read earlier in the transaction must not decide for it.
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    request = session.scalar(statement)
     if request is None:
         raise NotFound(f"no provisioning request with id {request_id}")
     return request
@@ -195,7 +195,7 @@ def confirm(session: Session, request_id: uuid.UUID, *, now: datetime) -> Provis
     PendingExpired when the hold expired (the scheduler then releases the request), and
     PendingAlreadyResolved when the scheduler voided it first.
     """
-    request = get_provisioning_request(session, request_id, lock=True)
+    request = _lock_with_hold(session, request_id)
     if request.status == ProvisioningStatus.ACTIVE:
         return request
     if request.status != ProvisioningStatus.APPROVED:
@@ -224,7 +224,7 @@ def release(session: Session, request_id: uuid.UUID, *, now: datetime) -> Provis
     An active resource is billed up to now first, the hour under way as a whole hour.
     Idempotent for a released request; raises ProvisioningStateError for a rejected one.
     """
-    request = get_provisioning_request(session, request_id, lock=True)
+    request = _lock_with_hold(session, request_id)
     if request.status == ProvisioningStatus.RELEASED:
         return request
     if request.status == ProvisioningStatus.REJECTED:
@@ -251,6 +251,18 @@ def release(session: Session, request_id: uuid.UUID, *, now: datetime) -> Provis
     return request
 
 
+def _lock_with_hold(session: Session, request_id: uuid.UUID) -> ProvisioningRequest:
+    """Lock the request's hold, then the request: the order the scheduler's expiry takes them
+    in (void_expired locks expired holds, release_expired their requests), so a confirm or a
+    release racing the expiry waits for it instead of deadlocking with it."""
+    hold_id = session.scalar(
+        select(ProvisioningRequest.hold_id).where(ProvisioningRequest.id == request_id)
+    )
+    if hold_id is not None:
+        session.execute(select(Transfer.id).where(Transfer.id == hold_id).with_for_update())
+    return get_provisioning_request(session, request_id, lock=True)
+
+
 def release_expired(session: Session, voided: list[Transfer], *, now: datetime) -> int:
     """Release the approved requests whose holds `voided` (expired holds) just voided."""
     holds = [void.pending_id for void in voided if void.pending_id is not None]
@@ -263,6 +275,7 @@ def release_expired(session: Session, voided: list[Transfer], *, now: datetime) 
             ProvisioningRequest.status == ProvisioningStatus.APPROVED,
         )
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
     for request in expired:
         request.status = ProvisioningStatus.RELEASED
@@ -284,9 +297,11 @@ def bill_due(session: Session, *, now: datetime, limit: int = 200) -> list[uuid.
             ProvisioningRequest.status == ProvisioningStatus.ACTIVE,
             ProvisioningRequest.next_bill_at <= now,
         )
-        .order_by(ProvisioningRequest.next_bill_at)
+        # Wallet by wallet, as the locks of their rows are then taken in one order.
+        .order_by(ProvisioningRequest.wallet_id, ProvisioningRequest.next_bill_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     ).all()
     charged = []
     for request in due:
@@ -384,6 +399,7 @@ def review_debts(
         )
         .limit(500)
         .with_for_update(of=ProvisioningRequest, skip_locked=True)
+        .execution_options(populate_existing=True)
     ).all()
     for request, balance_minor in rows:
         if balance_minor >= settings.resume_balance_minor:
@@ -466,8 +482,14 @@ def review_low_balance(
     a threshold crossed is recorded, so it alerts once; one the wallet is above again is
     forgotten, so the next crossing alerts again. Returns how many alerts went out.
     """
+    # The longest-standing first; the rest are re-checked at their next hourly charge anyway.
     standing = set(
-        session.scalars(select(LowBalanceAlert.wallet_id).distinct().limit(LOW_BALANCE_REVIEW_MAX))
+        session.scalars(
+            select(LowBalanceAlert.wallet_id)
+            .group_by(LowBalanceAlert.wallet_id)
+            .order_by(func.min(LowBalanceAlert.crossed_at))
+            .limit(LOW_BALANCE_REVIEW_MAX)
+        )
     )
     sent = 0
     for wallet_id in sorted(wallet_ids | standing):

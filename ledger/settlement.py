@@ -15,19 +15,23 @@ the lot; each is still decided on its own, inside a savepoint of its own.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import cast, func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
 from ledger import outbox
 from ledger.account import system_account_id
-from ledger.errors import NotFound
+from ledger.errors import LedgerError, NotFound
 from ledger.models import Category, InboxEvent, InboxStatus, SystemAccount, Topup, TopupStatus
-from ledger.transfer import TransferRequest, transfer
+from ledger.transfer import TransferRequest, bounded_key, transfer
+
+logger = logging.getLogger(__name__)
 
 # A refund can arrive before the capture it refunds; it waits this long between tries.
 PARK_RETRY = timedelta(minutes=1)
@@ -52,7 +56,12 @@ def apply_gateway_event(
     refund ahead of its capture) is recorded on the row, not raised. Raises NotFound for an
     unknown id; database errors propagate for the caller to retry.
     """
-    event = session.scalar(select(InboxEvent).where(InboxEvent.id == inbox_id).with_for_update())
+    event = session.scalar(
+        select(InboxEvent)
+        .where(InboxEvent.id == inbox_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if event is None:
         raise NotFound(f"no inbox event with id {inbox_id}")
     if event.status not in (InboxStatus.RECEIVED, InboxStatus.PARKED):
@@ -63,8 +72,18 @@ def apply_gateway_event(
         wallet_id = session.info.pop(_CREDITED_WALLET, None)
         if wallet_id is not None:
             for companion in _waiting_captures(session, wallet_id, event.id, batch_max - 1):
-                with session.begin_nested():
-                    statuses[companion.id] = _apply(session, companion, now)
+                try:
+                    with session.begin_nested():
+                        statuses[companion.id] = _apply(session, companion, now)
+                except (SQLAlchemyError, LedgerError):
+                    # Rolled back to its savepoint and left waiting: its own job applies it,
+                    # or fails with the error itself. The event this job was sent for is
+                    # not held back by another's trouble.
+                    logger.warning(
+                        "Batched capture %s failed; left for its own job.",
+                        companion.id,
+                        exc_info=True,
+                    )
     return statuses
 
 
@@ -105,7 +124,10 @@ def _waiting_captures(
                 InboxEvent.id != besides,
             )
             .limit(limit)
-            .with_for_update(of=InboxEvent, skip_locked=True)
+            # Their top-ups too, skipping any another worker holds: a companion never waits
+            # on a lock while this transaction holds the wallet's row.
+            .with_for_update(of=(InboxEvent, Topup), skip_locked=True)
+            .execution_options(populate_existing=True)
         )
     )
 
@@ -207,7 +229,7 @@ def _refund_succeeded(session: Session, event: InboxEvent, now: datetime) -> Out
     transfer(
         session,
         TransferRequest(
-            idempotency_key=f"gateway-refund:{event.gateway}:{event.event_id}",
+            idempotency_key=bounded_key(f"gateway-refund:{event.gateway}:{event.event_id}"),
             debit_account_id=topup.wallet_id,
             credit_account_id=clearing,
             amount_minor=event.amount_minor,
@@ -255,6 +277,7 @@ def _topup_by_payment(session: Session, event: InboxEvent) -> Topup | None:
             Topup.status == TopupStatus.SUCCEEDED,
         )
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
 
 
@@ -274,7 +297,12 @@ def _topup_by_reference(session: Session, event: InboxEvent) -> Topup | None:
     topup_id = _topup_id(event)
     if topup_id is None:
         return None
-    return session.scalar(select(Topup).where(Topup.id == topup_id).with_for_update())
+    return session.scalar(
+        select(Topup)
+        .where(Topup.id == topup_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
 
 
 def _mismatch(topup: Topup, event: InboxEvent) -> str | None:

@@ -7,6 +7,7 @@ into domain errors.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,18 @@ _PAYLOAD_FIELDS = (
     "pending_id",
     "forced",
 )
+
+
+KEY_CHARS_MAX = 255
+
+
+def bounded_key(key: str) -> str:
+    """`key` if it fits an idempotency key column, else its start and its SHA-256: the same
+    long key always gives the same short one, and two long keys never share one."""
+    if len(key) <= KEY_CHARS_MAX:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: KEY_CHARS_MAX - len(digest) - 1]}~{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +160,7 @@ def void_expired(session: Session, now: datetime, *, limit: int = 500) -> list[T
         .order_by(Transfer.expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     ).all()
     voided = []
     for pending in expired:

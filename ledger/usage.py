@@ -15,7 +15,7 @@ from ledger.account import get_wallet, system_account_id
 from ledger.errors import IdempotencyConflict, NotFound
 from ledger.models import Category, SystemAccount, UsageRecord
 from ledger.money import validate_amount_minor
-from ledger.transfer import TransferRequest, transfer
+from ledger.transfer import TransferRequest, bounded_key, transfer
 
 _PAYLOAD = ("wallet_id", "resource_id", "description", "amount_minor", "occurred_at")
 
@@ -65,6 +65,7 @@ def bill_usage_record(session: Session, wallet_id: uuid.UUID, usage_id: str) -> 
         select(UsageRecord)
         .where(UsageRecord.wallet_id == wallet_id, UsageRecord.id == usage_id)
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if record is None:
         raise NotFound(f"no usage record {usage_id!r} for wallet {wallet_id}")
@@ -74,7 +75,7 @@ def bill_usage_record(session: Session, wallet_id: uuid.UUID, usage_id: str) -> 
     transfer(
         session,
         TransferRequest(
-            idempotency_key=f"usage-record:{wallet_id}:{usage_id}",
+            idempotency_key=bounded_key(f"usage-record:{wallet_id}:{usage_id}"),
             debit_account_id=wallet_id,
             credit_account_id=revenue,
             amount_minor=record.amount_minor,

@@ -116,6 +116,16 @@ def _ledger_error(error: ledger_errors.LedgerError) -> Response:
 
 
 def _database_unavailable(error: OperationalError) -> Response:
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    if sqlstate.startswith("40"):  # serialization failure, deadlock: nothing was changed
+        logger.info(
+            "A concurrent change conflicted (%s); answering 503 to retry.",
+            sqlstate,
+            extra={"request_id": g.get("request_id")},
+        )
+        return problem(
+            503, "Concurrent change", "another change to the same data won; retry the request"
+        )
     logger.warning(
         "The database is unreachable.", exc_info=True, extra={"request_id": g.get("request_id")}
     )

@@ -129,8 +129,11 @@ def bill_usage(wallet_id: str, usage_id: str) -> None:
     try:
         with process.sessions().begin() as session:
             usage.bill_usage_record(session, uuid.UUID(wallet_id), usage_id)
+            notices = outbox.emitted(session)
     except NotFound:
         logger.error("Usage record %s of wallet %s does not exist.", usage_id, wallet_id)
+        return
+    announce(notices)
 
 
 def _batch_max() -> int:

@@ -532,3 +532,25 @@ def test_a_busy_resource_and_a_premature_confirm_conflict(api):
     confirmed = api.call("POST", f"/provisioning-requests/{pending}/confirm")
     assert confirmed.status_code == 409
     assert confirmed.get_json()["title"] == "Not allowed in this state"
+
+
+def test_racing_refunds_that_read_the_order_first_refund_at_most_what_was_paid(api, sessions):
+    from ledger.errors import RefundExceedsPaid
+    from ledger.order import get_order, refund_order
+
+    wallet = api.wallet(funded_minor=1000)
+    order = uuid.UUID(api.order(wallet, 600))
+    assert api.call("POST", f"/orders/{order}/pay").get_json()["status"] == "paid"
+    with sessions.begin() as session:
+        # This refund reads the order (nothing refunded yet) to check who may see it, and
+        # keeps it, so the session's identity map holds that version ...
+        seen = get_order(session, order)
+        assert seen.refunded_minor == 0
+        # ... another refund of 400 commits meanwhile ...
+        with sessions.begin() as other:
+            refund_order(other, order, amount_minor=400, refund_key="first")
+        # ... and this one, under the lock, must see it: 400 + 300 is more than 600.
+        with pytest.raises(RefundExceedsPaid):
+            refund_order(session, order, amount_minor=300, refund_key="second")
+        assert seen.refunded_minor == 400
+    assert api.balance(wallet) == 1000 - 600 + 400

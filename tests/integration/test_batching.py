@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from ledger import settlement
@@ -154,3 +155,36 @@ def test_the_same_event_applied_by_two_workers_at_once_credits_once(
 def test_a_reference_that_is_no_top_up_id_brings_no_companions(sessions):
     event = stored_event(sessions, reference=f"not-a-uuid-{uuid.uuid4()}")
     assert apply_batch(sessions, event) == {event: "needs_review"}
+
+
+def test_a_companion_that_fails_is_rolled_back_alone_and_left_to_its_own_job(
+    sessions, make_wallet, balance_of
+):
+    from ledger.account import system_account_id
+    from ledger.errors import IdempotencyConflict
+    from ledger.models import Category, SystemAccount
+    from ledger.transfer import TransferRequest, transfer
+
+    wallet = make_wallet()
+    events = captures(sessions, wallet, 3)
+    with sessions.begin() as session:
+        broken = create_topup(session, wallet_id=wallet, amount_minor=100, gateway="stripe")
+        # Something else already used this top-up's credit key, for another amount.
+        transfer(
+            session,
+            TransferRequest(
+                idempotency_key=f"topup:{broken.id}",
+                debit_account_id=system_account_id(session, SystemAccount.ADJUSTMENTS, "ZAR"),
+                credit_account_id=wallet,
+                amount_minor=1,
+                currency="ZAR",
+                category=Category.ADJUSTMENT,
+            ),
+        )
+    failing = stored_event(sessions, reference=broken.id, amount_minor=100)
+    applied = apply_batch(sessions, events[0])
+    assert set(applied) == set(events)
+    assert statuses(sessions, [failing]) == {failing: "received"}
+    assert balance_of(wallet).balance_minor == 300 + 1
+    with pytest.raises(IdempotencyConflict):  # its own job reports the trouble
+        apply_batch(sessions, failing)

@@ -212,3 +212,49 @@ def test_a_usage_record_is_billed_once_even_into_debt(sessions, make_wallet, bal
             assert bill_usage_record(session, wallet, "egress-2026-12-01").status == "billed"
     assert balance_of(wallet).balance_minor == -150
     assert len(events(sessions, wallet, "wallet.negative")) == 1
+
+
+def test_a_long_usage_id_is_billed_under_a_bounded_key(sessions, make_wallet, balance_of):
+    wallet = make_wallet(funded_minor=1000)
+    usage_id = "u" * 255
+    with sessions.begin() as session:
+        record_usage(
+            session,
+            usage_id=usage_id,
+            wallet_id=wallet,
+            resource_id="vm-1",
+            description="metered",
+            amount_minor=100,
+            occurred_at=datetime.now(UTC),
+        )
+    for _ in range(2):
+        with sessions.begin() as session:
+            bill_usage_record(session, wallet, usage_id)
+    assert balance_of(wallet).balance_minor == 900
+
+
+def test_low_balance_alerts_again_after_a_top_up_and_a_new_crossing(
+    sessions, make_wallet, balance_of
+):
+    wallet = make_wallet(funded_minor=price_of_hours(SMALL_MONTH_MINOR, 1, 60))
+    _, started = running(sessions, wallet)
+    tick(sessions, started + 2 * HOUR)  # about 58 h left: below 72
+    assert len(events(sessions, wallet, "wallet.low_balance")) == 1
+    with sessions.begin() as session:
+        adjust(
+            session,
+            wallet_id=wallet,
+            direction=Direction.CREDIT,
+            amount_minor=price_of_hours(SMALL_MONTH_MINOR, 1, 40),
+            reason="top-up to about 98 h",
+            actor="tests",
+        )
+    tick(sessions, started + 3 * HOUR)  # above 72 again: the alert is re-armed
+    assert len(events(sessions, wallet, "wallet.low_balance")) == 1
+    tick(sessions, started + 30 * HOUR)  # below 72 a second time
+    assert [
+        e.payload["threshold_hours"] for e in events(sessions, wallet, "wallet.low_balance")
+    ] == [
+        72,
+        72,
+    ]

@@ -199,3 +199,20 @@ def test_a_confirm_racing_the_expiry_loses_cleanly(sessions, make_wallet, balanc
     with pytest.raises(PendingAlreadyResolved), sessions.begin() as session:
         provisioning.confirm(session, request_id, now=later)
     assert balance_of(wallet).balance_minor == 100_000
+
+
+def test_a_release_that_read_the_request_before_its_decision_still_voids_the_hold(
+    sessions, make_wallet, balance_of
+):
+    wallet = make_wallet(funded_minor=100_000)
+    request_id = request(sessions, wallet)
+    with sessions.begin() as session:
+        # The API reads the request (pending) to check who may see it, and keeps it ...
+        seen = provisioning.get_provisioning_request(session, request_id)
+        assert seen.status == "pending"
+        # ... a worker approves it meanwhile, with a hold ...
+        assert decide(sessions, request_id)[0] == "approved"
+        # ... and the release, under the lock, must act on what is true now.
+        provisioning.release(session, request_id, now=datetime.now(UTC))
+    assert shown(sessions, request_id).status == "released"
+    assert balance_of(wallet).held_minor == 0

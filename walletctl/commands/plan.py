@@ -79,7 +79,9 @@ def set_(
             )
             data, text = describe(row), _line(row)
     except ValueError as exc:
-        raise CommandFailed(f"{exc}; give the price in major units, like 150.00.") from exc
+        raise CommandFailed(
+            f"{exc}; give a name of 1 to 255 characters and the price in major units, like 150.00."
+        ) from exc
     ctx.emit(data, text)
 
 

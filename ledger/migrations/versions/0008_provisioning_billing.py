@@ -1,4 +1,5 @@
-"""Provisioning with holds, hourly billing, plans, resellers, low-balance alerts.
+"""Provisioning with holds, hourly billing, plans, resellers, low-balance alerts; indexes for
+the relay and the backlog gauges.
 
 Revision ID: 0008
 Revises: 0007
@@ -65,7 +66,7 @@ def upgrade() -> None:
     op.create_index(
         "uq_provisioning_requests_live_resource_id",
         table,
-        ["resource_id"],
+        ["wallet_id", "resource_id"],
         unique=True,
         postgresql_where=sa.text("status IN ('pending', 'approved', 'active')"),
     )
@@ -83,6 +84,24 @@ def upgrade() -> None:
     )
     for name in _USAGE_COLUMNS:
         op.add_column("usage_records", sa.Column(name, sa.DateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_usage_records_pending",
+        "usage_records",
+        ["created_at"],
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+    op.create_index(
+        "ix_inbox_events_needs_review",
+        "inbox_events",
+        ["received_at"],
+        postgresql_where=sa.text("status = 'needs_review'"),
+    )
+    op.create_index(
+        "ix_outbox_events_failed",
+        "outbox_events",
+        ["failed_at"],
+        postgresql_where=sa.text("failed_at IS NOT NULL"),
+    )
     plans = op.create_table(
         "plans",
         sa.Column("id", sa.Text(), nullable=False),
@@ -157,6 +176,9 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_owner_parents_parent_id"), table_name="owner_parents")
     op.drop_table("owner_parents")
     op.drop_table("plans")
+    op.drop_index("ix_outbox_events_failed", table_name="outbox_events")
+    op.drop_index("ix_inbox_events_needs_review", table_name="inbox_events")
+    op.drop_index("ix_usage_records_pending", table_name="usage_records")
     for name in reversed(_USAGE_COLUMNS):
         op.drop_column("usage_records", name)
     op.drop_index("ix_provisioning_requests_in_grace", table_name=table)
