@@ -12,9 +12,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -31,43 +31,6 @@ ERROR_CHARS_MAX = 2000
 
 # Where this transaction's new event ids gather, for the caller to send once it commits.
 _EMITTED = "walletpipe.outbox_emitted"
-
-_EVENTS = cast(Table, OutboxEvent.__table__)
-_INSERT = (
-    insert(_EVENTS).on_conflict_do_nothing(index_elements=[_EVENTS.c.key]).returning(_EVENTS.c.id)
-)
-
-
-def emit(
-    session: Session,
-    event_type: str,
-    *,
-    key: str,
-    data: dict[str, Any],
-    wallet_id: uuid.UUID | None = None,
-) -> int | None:
-    """Write an event in the caller's transaction; returns its id, or None if `key` exists.
-
-    `key` names the business fact (one event per fact, however often the code that finds it
-    runs). `data` must be JSON: ids as strings, money as integer minor units.
-    """
-    event_id: int | None = (
-        session.connection()
-        .execute(
-            _INSERT,
-            {
-                "event_type": event_type,
-                "key": bounded_key(key),
-                "wallet_id": wallet_id,
-                "payload": data,
-            },
-        )
-        .scalar_one_or_none()
-    )
-    if event_id is not None:
-        session.info.setdefault(_EMITTED, []).append(event_id)
-    return event_id
-
 
 # The wallet's owner and balance joined to the event's data in the statement that writes it:
 # one round trip, and the balance is the one this transaction's transfers left.
@@ -93,8 +56,13 @@ _INSERT_FOR_WALLET = text(
 def emit_for_wallet(
     session: Session, event_type: str, *, key: str, wallet_id: uuid.UUID, data: dict[str, Any]
 ) -> int | None:
-    """`emit` an event about a wallet, its data joined by the wallet's owner and new balance
-    (`owner_id`, `currency`, `balance_minor`, `available_minor`)."""
+    """Write an event about a wallet in the caller's transaction; its id, or None if `key`
+    exists already.
+
+    `key` names the business fact (one event per fact, however often the code that finds it
+    runs). `data` must be JSON (ids as strings, money as integer minor units); the wallet's
+    `owner_id`, `currency`, `balance_minor` and `available_minor` are joined to it.
+    """
     event_id: int | None = (
         session.connection()
         .execute(
@@ -136,33 +104,6 @@ def emit_if_now_negative(
 def emitted(session: Session) -> list[int]:
     """Ids of the events this session's transaction wrote; send them after it commits."""
     return list(session.info.get(_EMITTED, ()))
-
-
-def claim_due(
-    session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
-) -> list[int]:
-    """Ids of undelivered events to (re-)send now, stamped so they wait `resend_after` again.
-
-    An event is due when its next attempt time has come (or it has none yet) and nothing was
-    sent for it for `resend_after`. Rows another relay is claiming are skipped.
-    """
-    last_sent = func.coalesce(OutboxEvent.relayed_at, OutboxEvent.created_at)
-    due = session.scalars(
-        select(OutboxEvent.id)
-        .where(
-            OutboxEvent.delivered_at.is_(None),
-            OutboxEvent.failed_at.is_(None),
-            func.coalesce(OutboxEvent.next_attempt_at, OutboxEvent.created_at) <= now,
-            last_sent < now - resend_after,
-        )
-        .order_by(OutboxEvent.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .execution_options(populate_existing=True)
-    ).all()
-    if due:
-        session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(due)).values(relayed_at=now))
-    return list(due)
 
 
 @dataclass(frozen=True, slots=True)

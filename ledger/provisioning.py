@@ -115,17 +115,14 @@ def decide(
         return request
     wallet = get_wallet(session, request.wallet_id)
     plan = session.get(Plan, request.plan)
+    expires_at: datetime | None = None
     if plan is None or not plan.active:
         _reject(request, "unknown_plan")
     elif plan.currency != wallet.currency:
         _reject(request, "currency_mismatch")
     else:
-        _hold_reserve(session, request, plan, now=now, settings=settings)
+        expires_at = _hold_reserve(session, request, plan, now=now, settings=settings)
     request.decided_at = now
-    expires_at = None
-    if request.hold_id is not None:
-        hold = session.get(Transfer, request.hold_id)
-        expires_at = hold.expires_at.isoformat() if hold and hold.expires_at else None
     outbox.emit_for_wallet(
         session,
         "provisioning.decided",
@@ -139,7 +136,7 @@ def decide(
             "reason": request.reason,
             "reserve_minor": request.reserve_minor,
             "shortfall_minor": request.shortfall_minor,
-            "hold_expires_at": expires_at,
+            "hold_expires_at": expires_at.isoformat() if expires_at else None,
         },
     )
     return request
@@ -152,8 +149,10 @@ def _hold_reserve(
     *,
     now: datetime,
     settings: BillingSettings,
-) -> None:
+) -> datetime | None:
+    """Approve with a hold of the reserve, or reject for funds; the hold's expiry, if any."""
     reserve = reserve_for(plan.monthly_price_minor, settings)
+    expires_at = now + timedelta(seconds=settings.confirm_timeout_s)
     revenue = system_account_id(session, SystemAccount.REVENUE, plan.currency)
     try:
         with session.begin_nested():
@@ -166,7 +165,7 @@ def _hold_reserve(
                     amount_minor=reserve,
                     currency=plan.currency,
                     category=Category.HOLD,
-                    expires_at=now + timedelta(seconds=settings.confirm_timeout_s),
+                    expires_at=expires_at,
                     memo=f"reserve for {request.resource_id[:200]} on {plan.id}",
                 ),
             ).transfer
@@ -176,11 +175,12 @@ def _hold_reserve(
         _reject(request, REJECTED_FOR_FUNDS)
         request.reserve_minor = reserve
         request.shortfall_minor = max(1, reserve - spendable)
-        return
+        return None
     request.status = ProvisioningStatus.APPROVED
     request.hold_id = hold.id
     request.reserve_minor = reserve
     request.monthly_price_minor = plan.monthly_price_minor
+    return expires_at
 
 
 def _reject(request: ProvisioningRequest, reason: str) -> None:

@@ -1,9 +1,10 @@
 """What the workers should get (again): work a lost job or a broker outage left waiting.
 
 Inbox events still to apply (and parked ones whose retry time has come), provisioning requests
-still to decide, usage records still to bill. Each is claimed with its row stamped, so it
-waits `resend_after` before it is due again; rows another relay is claiming are skipped. Send
-the jobs only after the claiming transaction commits; one that fails to go out is due again.
+still to decide, usage records still to bill, notifications still to deliver. Each is claimed
+with its row stamped, so it waits `resend_after` before it is due again; rows another relay is
+claiming are skipped. Send the jobs only after the claiming transaction commits; one that
+fails to go out is due again.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from ledger.models import InboxEvent, InboxStatus, ProvisioningRequest, UsageRecord
+from ledger.models import InboxEvent, InboxStatus, OutboxEvent, ProvisioningRequest, UsageRecord
 
 
 def claim_due(
@@ -71,6 +72,30 @@ def claim_unbilled(
             (UsageRecord.wallet_id, UsageRecord.id),
             UsageRecord.status == "pending",
             UsageRecord.created_at,
+            now=now,
+            resend_after=resend_after,
+            limit=limit,
+        )
+    ]
+
+
+def claim_undelivered(
+    session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
+) -> list[int]:
+    """Ids of outbox events not yet delivered to every channel whose next attempt is due (a
+    failing channel's backoff is waited out; one given up on is never claimed)."""
+    return [
+        int(id_)
+        for (id_,) in _claim(
+            session,
+            OutboxEvent,
+            (OutboxEvent.id,),
+            and_(
+                OutboxEvent.delivered_at.is_(None),
+                OutboxEvent.failed_at.is_(None),
+                func.coalesce(OutboxEvent.next_attempt_at, OutboxEvent.created_at) <= now,
+            ),
+            OutboxEvent.created_at,
             now=now,
             resend_after=resend_after,
             limit=limit,

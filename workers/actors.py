@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from sqlalchemy.orm import Session
 
 import workers.broker  # noqa: F401  (sets the broker the actors bind to)
 from ledger import outbox, provisioning, settlement, usage
@@ -38,11 +40,10 @@ def apply_gateway_event(inbox_id: int) -> None:
     (settlement.BATCH_MAX_DEFAULT): a hot wallet then commits once for many.
     """
     try:
-        with process.sessions().begin() as session:
+        with ledger_transaction() as session:
             statuses = settlement.apply_gateway_event(
                 session, inbox_id, now=datetime.now(UTC), batch_max=_batch_max()
             )
-            notices = outbox.emitted(session)
     except NotFound:
         logger.error("Inbox event %s does not exist; nothing to apply.", inbox_id)
         return
@@ -50,7 +51,6 @@ def apply_gateway_event(inbox_id: int) -> None:
         logger.debug("Inbox event %s was settled before.", inbox_id, extra={"inbox_id": inbox_id})
     for settled_id, status in statuses.items():
         logger.info("Inbox event %s: %s.", settled_id, status, extra={"inbox_id": settled_id})
-    announce(notices)
 
 
 @dramatiq.actor(
@@ -104,12 +104,11 @@ def deliver_notification(outbox_id: int) -> None:
 def decide_provisioning(request_id: str) -> None:
     """Approve a provisioning request with a hold on its wallet, or reject it; exactly once."""
     try:
-        with process.sessions().begin() as session:
+        with ledger_transaction() as session:
             request = provisioning.decide(
                 session, uuid.UUID(request_id), now=datetime.now(UTC), settings=process.billing()
             )
             status, reason = request.status, request.reason
-            notices = outbox.emitted(session)
     except NotFound:
         logger.error("Provisioning request %s does not exist; nothing to decide.", request_id)
         return
@@ -120,19 +119,25 @@ def decide_provisioning(request_id: str) -> None:
         f" ({reason})" if reason else "",
         extra={"provisioning_request_id": request_id},
     )
-    announce(notices)
 
 
 @dramatiq.actor(actor_name=BILL_USAGE.actor_name, queue_name=BILL_USAGE.queue_name)
 def bill_usage(wallet_id: str, usage_id: str) -> None:
     """Charge a stored usage record to its wallet, once."""
     try:
-        with process.sessions().begin() as session:
+        with ledger_transaction() as session:
             usage.bill_usage_record(session, uuid.UUID(wallet_id), usage_id)
-            notices = outbox.emitted(session)
     except NotFound:
         logger.error("Usage record %s of wallet %s does not exist.", usage_id, wallet_id)
-        return
+
+
+@contextmanager
+def ledger_transaction() -> Iterator[Session]:
+    """One transaction of this process; the outbox events it writes are handed to the
+    notification workers once it has committed, never before."""
+    with process.sessions().begin() as session:
+        yield session
+        notices = outbox.emitted(session)
     announce(notices)
 
 

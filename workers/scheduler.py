@@ -129,7 +129,7 @@ class Scheduler:
                 ),
                 *(
                     (DELIVER_NOTIFICATION, (id_,))
-                    for id_ in outbox.claim_due(session, now=now, resend_after=after)
+                    for id_ in relay.claim_undelivered(session, now=now, resend_after=after)
                 ),
             ]
         sent = sum(self._sender.send(job, *args) for job, args in jobs)

@@ -84,7 +84,7 @@ def test_a_job_that_fails_for_good_becomes_a_dead_letter_and_replays_once(
     assert letter.id not in [item["id"] for item in listed["dead_letters"]]
 
 
-def test_a_transient_failure_is_retried_and_not_dead_lettered_at_once():
+def test_only_lost_connections_and_conflicts_count_as_transient():
     from psycopg import errors
     from sqlalchemy.exc import OperationalError
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
-from ledger import contact, outbox
+from ledger import contact, outbox, relay
 from ledger.adjustment import Direction, adjust
 from ledger.models import OutboxDelivery, OutboxEvent
 from ledger.order import create_order, pay_order, refund_order
@@ -108,7 +108,9 @@ def test_an_event_rolled_back_with_its_transaction_is_never_announced(sessions, 
 
     def effect_that_fails():
         with sessions.begin() as session:
-            assert outbox.emit(session, "wallet.credited", key=key, wallet_id=wallet, data={})
+            assert outbox.emit_for_wallet(
+                session, "wallet.credited", key=key, wallet_id=wallet, data={}
+            )
             raise RuntimeError("the effect failed")
 
     with pytest.raises(RuntimeError):
@@ -116,17 +118,20 @@ def test_an_event_rolled_back_with_its_transaction_is_never_announced(sessions, 
     assert events_for(sessions, wallet) == []
 
 
-def test_undelivered_events_are_claimed_once_per_resend_interval(sessions):
+def test_undelivered_events_are_claimed_once_per_resend_interval(sessions, make_wallet):
+    wallet = make_wallet()
     with sessions.begin() as session:
-        event_id = outbox.emit(session, "wallet.credited", key=f"k-{uuid.uuid4()}", data={})
+        event_id = outbox.emit_for_wallet(
+            session, "wallet.credited", key=f"k-{uuid.uuid4()}", wallet_id=wallet, data={}
+        )
     now = datetime.now(UTC)
     later = now + WAIT + timedelta(seconds=1)
     with sessions.begin() as session:
-        assert event_id not in outbox.claim_due(session, now=now, resend_after=WAIT)
+        assert event_id not in relay.claim_undelivered(session, now=now, resend_after=WAIT)
     with sessions.begin() as session:
-        assert event_id in outbox.claim_due(session, now=later, resend_after=WAIT)
+        assert event_id in relay.claim_undelivered(session, now=later, resend_after=WAIT)
     with sessions.begin() as session:
-        assert event_id not in outbox.claim_due(session, now=later, resend_after=WAIT)
+        assert event_id not in relay.claim_undelivered(session, now=later, resend_after=WAIT)
     with sessions.begin() as session:  # a channel failed: it waits for its backoff first
         session.execute(
             update(OutboxEvent)
@@ -134,9 +139,11 @@ def test_undelivered_events_are_claimed_once_per_resend_interval(sessions):
             .values(next_attempt_at=later + 3 * WAIT)
         )
     with sessions.begin() as session:
-        assert event_id not in outbox.claim_due(session, now=later + 2 * WAIT, resend_after=WAIT)
+        assert event_id not in relay.claim_undelivered(
+            session, now=later + 2 * WAIT, resend_after=WAIT
+        )
     with sessions.begin() as session:
-        assert event_id in outbox.claim_due(session, now=later + 4 * WAIT, resend_after=WAIT)
+        assert event_id in relay.claim_undelivered(session, now=later + 4 * WAIT, resend_after=WAIT)
 
 
 @pytest.fixture
@@ -277,7 +284,7 @@ def test_delivery_gives_up_after_the_last_attempt(sessions, topup, deliver, rece
         assert failed.failed_at is not None
         assert failed.next_attempt_at is None
         far_later = datetime.now(UTC) + timedelta(days=30)
-        assert event.id not in outbox.claim_due(session, now=far_later, resend_after=WAIT)
+        assert event.id not in relay.claim_undelivered(session, now=far_later, resend_after=WAIT)
     deliver(event.id)
     assert len(subscriber.received) == 1  # failed for good: not tried again
 
