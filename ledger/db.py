@@ -24,6 +24,15 @@ def normalise_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+def libpq_url(url: str) -> str:
+    """`url` as libpq and psycopg.connect() take it: `postgresql://`, no driver name."""
+    return (
+        make_url(normalise_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+
+
 def make_engine(url: str, *, pool_size: int = 5, **kwargs: Any) -> Engine:
     """Create an engine for `url`; create one per process (after fork), never share it across.
 

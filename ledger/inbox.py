@@ -1,26 +1,48 @@
-"""The inbox: verified gateway events made durable, once per gateway event id."""
+"""The inbox: verified gateway events made durable, once per gateway event id.
+
+Events are stored in batches: the receiver's writer hands over the events of every request
+waiting on it, and one statement stores them all. Duplicates are told apart by the gateway's
+event id under the table's unique key, never by a check in Python.
+"""
 
 from __future__ import annotations
 
 import enum
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert
+import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
-from ledger.models import InboxConflict, InboxEvent, InboxStatus
+from ledger.models import InboxStatus
 
-_EVENTS = cast(Table, InboxEvent.__table__)
-_INSERT = (
-    insert(_EVENTS)
-    .on_conflict_do_nothing(index_elements=[_EVENTS.c.gateway, _EVENTS.c.event_id])
-    .returning(_EVENTS.c.id)
-)
+# One statement for any number of events: the columns travel as arrays, so the statement's
+# text never changes and psycopg prepares it once per connection.
+_INSERT = """
+    INSERT INTO inbox_events (gateway, event_id, kind, payment_id, amount_minor, currency,
+                              reference, payment_method, occurred_at, payload, payload_sha256,
+                              body, headers, status)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+                         %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[],
+                         %s::bytea[], %s::bytea[], %s::jsonb[], %s::text[])
+    ON CONFLICT (gateway, event_id) DO NOTHING
+    RETURNING id, gateway, event_id
+"""
+_KNOWN = """
+    SELECT e.id, e.gateway, e.event_id, e.payload_sha256
+    FROM inbox_events e
+    JOIN unnest(%s::text[], %s::text[]) AS k(gateway, event_id)
+      ON e.gateway = k.gateway AND e.event_id = k.event_id
+"""
+_CONFLICTS = """
+    INSERT INTO inbox_conflicts (inbox_event_id, payload, payload_sha256, body, headers)
+    SELECT * FROM unnest(%s::bigint[], %s::jsonb[], %s::bytea[], %s::bytea[], %s::jsonb[])
+"""
 
 
 class Outcome(enum.StrEnum):
@@ -77,54 +99,92 @@ def storable(value: Any) -> Any:
     return value
 
 
-def record(session: Session, event: IncomingEvent) -> Recorded:
-    """Store a verified event unless its gateway event id is known already.
+def record_many(
+    connection: psycopg.Connection[Any], events: Sequence[IncomingEvent]
+) -> list[Recorded]:
+    """Store verified events unless their gateway event id is known; one answer per event.
 
     A known id with the same payload is a duplicate; with a different payload it is kept in
-    inbox_conflicts for review and never applied. Commits with the caller's transaction.
+    inbox_conflicts for review and never applied. The same id twice in `events` (a gateway
+    sending one event on two connections at once) is stored once. Runs in the caller's
+    transaction on `connection`: one INSERT when every event is new, two more statements
+    when some are not.
     """
-    digest = payload_digest(event.payload)
-    # Core execution on the session's connection: the ORM's statement machinery is most of a
-    # webhook's cost on the client.
-    inserted = (
-        session.connection()
-        .execute(
+    digests = [payload_digest(event.payload) for event in events]
+    first: dict[tuple[str, str], int] = {}  # event key -> index of its first occurrence
+    for index, event in enumerate(events):
+        first.setdefault((event.gateway, event.event_id), index)
+    fresh = sorted(first.values())
+    rows = [events[index] for index in fresh]
+    payloads = [Jsonb(storable(event.payload)) for event in rows]
+    inserted = {
+        (gateway, event_id): int(id_)
+        for id_, gateway, event_id in connection.execute(
             _INSERT,
-            {
-                "gateway": event.gateway,
-                "event_id": event.event_id,
-                "kind": event.kind,
-                "payment_id": event.payment_id,
-                "amount_minor": event.amount_minor,
-                "currency": event.currency,
-                "reference": event.reference,
-                "payment_method": event.payment_method,
-                "occurred_at": event.occurred_at,
-                "payload": storable(event.payload),
-                "payload_sha256": digest,
-                "body": event.body,
-                "headers": event.headers,
-                "status": InboxStatus.RECEIVED if event.actionable else InboxStatus.IGNORED,
-            },
+            (
+                [e.gateway for e in rows],
+                [e.event_id for e in rows],
+                [e.kind for e in rows],
+                [e.payment_id for e in rows],
+                [e.amount_minor for e in rows],
+                [e.currency for e in rows],
+                [e.reference for e in rows],
+                [e.payment_method for e in rows],
+                [e.occurred_at for e in rows],
+                payloads,
+                [digests[index] for index in fresh],
+                [e.body for e in rows],
+                [Jsonb(e.headers) for e in rows],
+                [
+                    InboxStatus.RECEIVED.value if e.actionable else InboxStatus.IGNORED.value
+                    for e in rows
+                ],
+            ),
         )
-        .scalar_one_or_none()
-    )
-    if inserted is not None:
-        return Recorded(inserted, Outcome.NEW if event.actionable else Outcome.IGNORED)
-    known_id, known_digest = session.execute(
-        select(InboxEvent.id, InboxEvent.payload_sha256).where(
-            InboxEvent.gateway == event.gateway, InboxEvent.event_id == event.event_id
+    }
+    known: dict[tuple[str, str], tuple[int, bytes]] = {}
+    missing = [key for key in first if key not in inserted]
+    if missing:
+        known = {
+            (gateway, event_id): (int(id_), bytes(digest))
+            for id_, gateway, event_id, digest in connection.execute(
+                _KNOWN, ([key[0] for key in missing], [key[1] for key in missing])
+            )
+        }
+    recorded: list[Recorded] = []
+    conflicts: list[tuple[int, IncomingEvent, bytes]] = []
+    for index, event in enumerate(events):
+        key = (event.gateway, event.event_id)
+        if key in inserted:
+            inbox_id = inserted[key]
+            if first[key] == index:
+                outcome = Outcome.NEW if event.actionable else Outcome.IGNORED
+                recorded.append(Recorded(inbox_id, outcome))
+                continue
+            stored_digest = digests[first[key]]
+        else:
+            inbox_id, stored_digest = known[key]
+        if digests[index] == stored_digest:
+            recorded.append(Recorded(inbox_id, Outcome.DUPLICATE))
+        else:
+            conflicts.append((inbox_id, event, digests[index]))
+            recorded.append(Recorded(inbox_id, Outcome.CONFLICT))
+    if conflicts:
+        connection.execute(
+            _CONFLICTS,
+            (
+                [inbox_id for inbox_id, _, _ in conflicts],
+                [Jsonb(storable(event.payload)) for _, event, _ in conflicts],
+                [digest for _, _, digest in conflicts],
+                [event.body for _, event, _ in conflicts],
+                [Jsonb(event.headers) for _, event, _ in conflicts],
+            ),
         )
-    ).one()
-    if known_digest == digest:
-        return Recorded(known_id, Outcome.DUPLICATE)
-    session.add(
-        InboxConflict(
-            inbox_event_id=known_id,
-            payload=storable(event.payload),
-            payload_sha256=digest,
-            body=event.body,
-            headers=event.headers,
-        )
-    )
-    return Recorded(known_id, Outcome.CONFLICT)
+    return recorded
+
+
+def record(session: Session, event: IncomingEvent) -> Recorded:
+    """Store one verified event in the session's transaction (see `record_many`)."""
+    connection = session.connection().connection.driver_connection
+    assert isinstance(connection, psycopg.Connection)
+    return record_many(connection, [event])[0]

@@ -240,11 +240,11 @@ class InboxEvent(Base):
             "received_at",
             postgresql_where=text("status = 'needs_review'"),
         ),
-        # A worker applying one wallet's capture claims that wallet's other waiting captures.
+        # Workers claim waiting events in batches, oldest id first.
         Index(
-            "ix_inbox_events_received_reference",
-            "reference",
-            postgresql_where=text("status = 'received'"),
+            "ix_inbox_events_claimable",
+            "id",
+            postgresql_where=text("status IN ('received', 'parked')"),
         ),
     )
 
@@ -306,12 +306,6 @@ class Topup(Base):
             "refunded_minor BETWEEN 0 AND credited_minor", name="refunds_within_credited"
         ),
         UniqueConstraint("gateway", "payment_id"),
-        # A wallet's captures waiting to be applied are found through its unsettled top-ups.
-        Index(
-            "ix_topups_unsettled_wallet_id",
-            "wallet_id",
-            postgresql_where=text("status <> 'succeeded'"),
-        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(

@@ -81,6 +81,74 @@ def emit_for_wallet(
     return event_id
 
 
+# Several events of one type in one statement, each joined to its wallet's balance as it stood
+# right after the change it reports: the balance now, less what later events of the same
+# wallet in the batch changed (`delta` is each event's change of the balance).
+_INSERT_MANY_FOR_WALLETS = text(
+    """
+    INSERT INTO outbox_events (event_type, key, wallet_id, payload)
+    SELECT :event_type, b.key, a.id,
+           jsonb_build_object(
+               'wallet_id', a.id::text,
+               'owner_id', a.owner_id,
+               'currency', a.currency,
+               'balance_minor', a.credits_posted - a.debits_posted - b.later_minor,
+               'available_minor',
+                   a.credits_posted - a.debits_posted - a.debits_pending - b.later_minor
+           ) || b.data
+    FROM (
+        SELECT u.key, u.wallet_id, u.data, u.ordinal,
+               coalesce(sum(u.delta) OVER (
+                   PARTITION BY u.wallet_id ORDER BY u.ordinal
+                   ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS later_minor
+        FROM unnest(CAST(:keys AS text[]), CAST(:wallet_ids AS uuid[]),
+                    CAST(:datas AS jsonb[]), CAST(:deltas AS bigint[]))
+             WITH ORDINALITY AS u(key, wallet_id, data, delta, ordinal)
+    ) b
+    JOIN accounts a ON a.id = b.wallet_id AND a.kind = 'wallet'
+    ORDER BY b.ordinal
+    ON CONFLICT (key) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletFact:
+    """One event of a batch for `emit_many_for_wallets`; `delta_minor` is what the reported
+    change did to the wallet's balance (a credit positive)."""
+
+    key: str
+    wallet_id: uuid.UUID
+    data: dict[str, Any]
+    delta_minor: int
+
+
+def emit_many_for_wallets(session: Session, event_type: str, facts: list[WalletFact]) -> list[int]:
+    """`emit_for_wallet` for a batch of facts, in one statement; the ids of the new events.
+
+    Facts of one wallet are in the order their changes were made, so each event carries the
+    balance its own change left.
+    """
+    if not facts:
+        return []
+    ids = [
+        int(id_)
+        for (id_,) in session.connection().execute(
+            _INSERT_MANY_FOR_WALLETS,
+            {
+                "event_type": event_type,
+                "keys": [bounded_key(fact.key) for fact in facts],
+                "wallet_ids": [fact.wallet_id for fact in facts],
+                "datas": [json.dumps(fact.data) for fact in facts],
+                "deltas": [fact.delta_minor for fact in facts],
+            },
+        )
+    ]
+    session.info.setdefault(_EMITTED, []).extend(ids)
+    return ids
+
+
 def emit_if_now_negative(
     session: Session, wallet_id: uuid.UUID, debited_minor: int, *, cause: str
 ) -> int | None:

@@ -1,10 +1,11 @@
 """What the workers should get (again): work a lost job or a broker outage left waiting.
 
-Inbox events still to apply (and parked ones whose retry time has come), provisioning requests
-still to decide, usage records still to bill, notifications still to deliver. Each is claimed
-with its row stamped, so it waits `resend_after` before it is due again; rows another relay is
-claiming are skipped. Send the jobs only after the claiming transaction commits; one that
-fails to go out is due again.
+Inbox events still to apply (and parked ones whose retry time has come) need one ring of the
+workers' doorbell, however many there are. Provisioning requests still to decide, usage
+records still to bill and notifications still to deliver are each claimed with their row
+stamped, so each waits `resend_after` before it is due again; rows another relay is claiming
+are skipped. Send the jobs only after the claiming transaction commits; one that fails to go
+out is due again.
 """
 
 from __future__ import annotations
@@ -13,32 +14,28 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ledger.models import InboxEvent, InboxStatus, OutboxEvent, ProvisioningRequest, UsageRecord
 
 
-def claim_due(
-    session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
-) -> list[int]:
-    """Ids of inbox events to (re-)send now: received, or parked past their retry time."""
-    return [
-        int(id_)
-        for (id_,) in _claim(
-            session,
-            InboxEvent,
-            (InboxEvent.id,),
-            or_(
-                InboxEvent.status == InboxStatus.RECEIVED,
-                (InboxEvent.status == InboxStatus.PARKED) & (InboxEvent.retry_at <= now),
-            ),
-            InboxEvent.received_at,
-            now=now,
-            resend_after=resend_after,
-            limit=limit,
+def inbox_backlog(session: Session, *, now: datetime, resend_after: timedelta) -> bool:
+    """Whether an inbox event has waited longer than `resend_after`, or a parked one's retry
+    time has come: the workers' doorbell was lost, or they are behind. One ring covers all."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    or_(
+                        (InboxEvent.status == InboxStatus.RECEIVED)
+                        & (InboxEvent.received_at < now - resend_after),
+                        (InboxEvent.status == InboxStatus.PARKED) & (InboxEvent.retry_at <= now),
+                    )
+                )
+            )
         )
-    ]
+    )
 
 
 def claim_undecided(

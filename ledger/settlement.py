@@ -1,33 +1,39 @@
 """Verified gateway events applied to the ledger: top-ups credited, failures recorded, refunds
 reversed. Never guessed, never twice.
 
-The inbox row is locked and leaves `received` (or `parked`) in the same transaction as the
-money it moves and the outbox events that announce it, so a redelivered job finds it done.
+Workers claim waiting inbox rows in batches (`FOR UPDATE SKIP LOCKED`, so any number of them
+share a backlog without waiting on each other), and each row leaves `received` (or `parked`)
+in the same transaction as the money it moves and the outbox events that announce it, so a
+row is applied once however often a worker is told to look.
+
+The common case, a capture that settles its pending top-up, is applied for the whole batch in
+a few statements: one multi-row INSERT of the transfers (the trigger keeps every guard, and the
+rows go in wallet order, so two batches never lock two wallets in opposite orders), one UPDATE
+of the top-ups and inbox rows, one INSERT of the outbox events. Everything else (failures,
+refunds, mismatches, a second capture, anything the database refuses) takes the per-row path,
+each row in a savepoint of its own, so one bad row neither aborts nor delays the others.
+
 Each transfer's idempotency key names the top-up (one credit per top-up) or the refund's
 gateway event besides. A refund is matched to the top-up its payment settled, never by
 reference alone, and never reverses more than was credited.
-
-A wallet receiving many top-ups at once is a hot row: every credit waits for the one before it
-to commit. So the worker applying one capture also claims that wallet's other waiting captures
-(rows other workers hold are skipped) and applies them in the same transaction, one commit for
-the lot; each is still decided on its own, inside a savepoint of its own.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import cast, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Text
 
 from ledger import outbox
 from ledger.account import system_account_id
-from ledger.errors import LedgerError, NotFound
+from ledger.errors import LedgerError
 from ledger.models import Category, InboxEvent, InboxStatus, SystemAccount, Topup, TopupStatus
 from ledger.transfer import TransferRequest, bounded_key, transfer
 
@@ -35,55 +41,272 @@ logger = logging.getLogger(__name__)
 
 # A refund can arrive before the capture it refunds; it waits this long between tries.
 PARK_RETRY = timedelta(minutes=1)
-# How many of a hot wallet's waiting captures one transaction applies at most, the first
-# included: enough to turn a queue of row-lock waits into a few commits, few enough to keep a
-# transaction short.
+# How many waiting events one transaction claims at most: enough that a commit serves many,
+# few enough to keep the transaction, and the wallet locks it holds, short.
 BATCH_MAX_DEFAULT = 32
+REASON_CHARS_MAX = 500
 
 Outcome = tuple[InboxStatus, str | None]
-# Set in session.info by a capture that credited a wallet, for the batch to find its wallet.
-_CREDITED_WALLET = "walletpipe.credited_wallet"
 
-
-def apply_gateway_event(
-    session: Session, inbox_id: int, *, now: datetime, batch_max: int = 1
-) -> dict[int, InboxStatus]:
-    """Apply the inbox event `inbox_id` once; returns the new status of each event it decided.
-
-    With `batch_max` > 1 a capture brings along up to `batch_max - 1` other waiting captures
-    of the same wallet, each applied as if on its own. An event applied or set aside before is
-    left as it is, and the answer is empty. A business outcome (unknown reference, mismatch,
-    refund ahead of its capture) is recorded on the row, not raised. Raises NotFound for an
-    unknown id; database errors propagate for the caller to retry.
+# Oldest first; rows other workers hold are skipped, never waited for.
+_CLAIM = """
+    SELECT id, gateway, kind, payment_id, amount_minor, currency, reference, payment_method
+    FROM inbox_events
+    WHERE (status = 'received' OR (status = 'parked' AND retry_at <= :now)) {only}
+    ORDER BY id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+"""
+_CLAIM_ANY = text(_CLAIM.format(only=""))
+_CLAIM_ONLY = text(_CLAIM.format(only="AND id = ANY(CAST(:only AS bigint[]))"))
+# The top-ups the claimed captures name, locked in id order (every batch locks them in the
+# same order), with the top-up that already claimed the event's payment, if any.
+_LOCK_TOPUPS = text(
     """
-    event = session.scalar(
-        select(InboxEvent)
-        .where(InboxEvent.id == inbox_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    SELECT t.id, t.wallet_id, t.gateway, t.currency, t.amount_minor, t.status,
+           c.id AS claimed_by
+    FROM topups t
+    JOIN unnest(CAST(:topup_ids AS uuid[]), CAST(:gateways AS text[]),
+                CAST(:payment_ids AS text[])) AS b(topup_id, gateway, payment_id)
+      ON t.id = b.topup_id
+    LEFT JOIN topups c ON c.gateway = b.gateway AND c.payment_id = b.payment_id
+    ORDER BY t.id
+    FOR UPDATE OF t
+    """
+)
+_CREDIT = text(
+    """
+    INSERT INTO transfers (idempotency_key, kind, category, debit_account_id,
+                           credit_account_id, amount_minor, currency, forced, memo)
+    SELECT b.key, 'posted', 'topup', b.debit, b.credit, b.amount_minor, b.currency, false, b.memo
+    FROM unnest(CAST(:keys AS text[]), CAST(:debits AS uuid[]), CAST(:credits AS uuid[]),
+                CAST(:amounts AS bigint[]), CAST(:currencies AS text[]), CAST(:memos AS text[]))
+         WITH ORDINALITY AS b(key, debit, credit, amount_minor, currency, memo, ordinal)
+    ORDER BY b.ordinal
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key
+    """
+)
+_SETTLE = text(
+    """
+    WITH settled AS (
+        UPDATE topups t
+        SET status = 'succeeded', payment_id = b.payment_id, credited_minor = b.amount_minor,
+            settled_at = :now
+        FROM unnest(CAST(:topup_ids AS uuid[]), CAST(:payment_ids AS text[]),
+                    CAST(:amounts AS bigint[])) AS b(topup_id, payment_id, amount_minor)
+        WHERE t.id = b.topup_id AND t.status <> 'succeeded'
+        RETURNING t.id
     )
-    if event is None:
-        raise NotFound(f"no inbox event with id {inbox_id}")
-    if event.status not in (InboxStatus.RECEIVED, InboxStatus.PARKED):
+    UPDATE inbox_events
+    SET status = 'applied', status_reason = NULL, retry_at = NULL,
+        applied_at = clock_timestamp()
+    WHERE id = ANY(CAST(:inbox_ids AS bigint[]))
+      AND (SELECT count(*) FROM settled) = cardinality(CAST(:topup_ids AS uuid[]))
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    gateway: str
+    kind: str
+    payment_id: str | None
+    amount_minor: int | None
+    currency: str | None
+    reference: str | None
+    payment_method: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Capture:
+    """A claimed capture that settles its pending top-up as it stands: the set path's work."""
+
+    event: _Claimed
+    topup_id: uuid.UUID
+    wallet_id: uuid.UUID
+    gateway: str
+    currency: str
+    amount_minor: int
+
+
+class _SetRefused(Exception):
+    """The set path found the ledger other than its checks expected; the rows go one by one."""
+
+
+def apply_inbox(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int = BATCH_MAX_DEFAULT,
+    only: Sequence[int] | None = None,
+) -> dict[int, InboxStatus]:
+    """Claim up to `limit` waiting inbox events and apply each once; their new statuses.
+
+    Waiting means received, or parked with its retry time come; rows other transactions hold
+    are skipped. `only` restricts the claim to those ids. An event applied or set aside before
+    is not claimed. A business outcome (unknown reference, mismatch, refund ahead of its
+    capture) is recorded on the row, not raised; so is a refusal by the ledger, which sets
+    the row aside for review. A lost connection or a deadlock raises, changing nothing, for
+    the caller to retry.
+    """
+    claim, parameters = (
+        (_CLAIM_ANY, {"now": now, "limit": limit})
+        if only is None
+        else (_CLAIM_ONLY, {"now": now, "limit": limit, "only": list(only)})
+    )
+    claimed = [_Claimed(*row) for row in session.connection().execute(claim, parameters)]
+    if not claimed:
         return {}
-    session.info.pop(_CREDITED_WALLET, None)
-    statuses = {inbox_id: _apply(session, event, now)}
-    if batch_max > 1:
-        wallet_id = session.info.pop(_CREDITED_WALLET, None)
-        if wallet_id is not None:
-            for companion in _waiting_captures(session, wallet_id, event.id, batch_max - 1):
-                try:
-                    with session.begin_nested():
-                        statuses[companion.id] = _apply(session, companion, now)
-                except (SQLAlchemyError, LedgerError):
-                    # Rolled back to its savepoint and left waiting: its own job applies it,
-                    # or fails with the error itself. The event this job was sent for is
-                    # not held back by another's trouble.
-                    logger.warning(
-                        "Batched capture %s failed; left for its own job.",
-                        companion.id,
-                        exc_info=True,
-                    )
+    captures, one_by_one = _split(session, claimed)
+    statuses: dict[int, InboxStatus] = {}
+    if captures:
+        try:
+            with session.begin_nested():
+                _credit_captures(session, captures, now)
+            statuses.update((c.event.id, InboxStatus.APPLIED) for c in captures)
+        except OperationalError:
+            raise  # the connection or the transaction is gone: nothing of the batch stays
+        except (_SetRefused, LedgerError, SQLAlchemyError) as exc:
+            logger.warning("A batch of %d captures goes one by one: %s.", len(captures), exc)
+            one_by_one = sorted([*one_by_one, *(c.event.id for c in captures)])
+    if one_by_one:
+        statuses.update(_apply_one_by_one(session, one_by_one, now))
+    return statuses
+
+
+def _split(session: Session, claimed: list[_Claimed]) -> tuple[list[_Capture], list[int]]:
+    """The captures the set path can take as they stand, and the ids of all the others."""
+    candidates = {
+        event.id: topup_id
+        for event in claimed
+        if event.kind == "payment_succeeded"
+        and event.payment_id is not None
+        and (topup_id := _topup_id(event.reference)) is not None
+    }
+    topups: dict[uuid.UUID, Any] = {}
+    if candidates:
+        named = [event for event in claimed if event.id in candidates]
+        topups = {
+            row.id: row
+            for row in session.connection().execute(
+                _LOCK_TOPUPS,
+                {
+                    "topup_ids": [candidates[event.id] for event in named],
+                    "gateways": [event.gateway for event in named],
+                    "payment_ids": [event.payment_id for event in named],
+                },
+            )
+        }
+    captures: list[_Capture] = []
+    one_by_one: list[int] = []
+    taken_topups: set[uuid.UUID] = set()
+    taken_payments: set[tuple[str, str | None]] = set()
+    for event in claimed:
+        topup = topups.get(candidates.get(event.id))  # type: ignore[arg-type]
+        payment = (event.gateway, event.payment_id)
+        if (
+            topup is None
+            or topup.status == TopupStatus.SUCCEEDED
+            or topup.claimed_by is not None
+            or (topup.gateway, topup.currency, topup.amount_minor)
+            != (event.gateway, event.currency, event.amount_minor)
+            or topup.id in taken_topups
+            or payment in taken_payments
+        ):
+            one_by_one.append(event.id)
+            continue
+        taken_topups.add(topup.id)
+        taken_payments.add(payment)
+        captures.append(
+            _Capture(
+                event, topup.id, topup.wallet_id, topup.gateway, topup.currency, topup.amount_minor
+            )
+        )
+    return captures, one_by_one
+
+
+def _credit_captures(session: Session, captures: list[_Capture], now: datetime) -> None:
+    # Wallet order: the trigger locks each wallet as its transfer goes in.
+    ordered = sorted(captures, key=lambda c: (c.wallet_id, c.event.id))
+    connection = session.connection()
+    keys = [f"topup:{c.topup_id}" for c in ordered]
+    created = connection.execute(
+        _CREDIT,
+        {
+            "keys": keys,
+            "debits": [
+                system_account_id(session, SystemAccount.clearing(c.gateway), c.currency)
+                for c in ordered
+            ],
+            "credits": [c.wallet_id for c in ordered],
+            "amounts": [c.amount_minor for c in ordered],
+            "currencies": [c.currency for c in ordered],
+            "memos": [f"{c.gateway} payment {c.event.payment_id}" for c in ordered],
+        },
+    ).all()
+    if len(created) != len(ordered):
+        raise _SetRefused("a top-up was credited before its row said so")
+    settled = connection.execute(
+        _SETTLE,
+        {
+            "now": now,
+            "topup_ids": [c.topup_id for c in ordered],
+            "payment_ids": [c.event.payment_id for c in ordered],
+            "amounts": [c.amount_minor for c in ordered],
+            "inbox_ids": [c.event.id for c in ordered],
+        },
+    )
+    if settled.rowcount != len(ordered):
+        raise _SetRefused("a top-up or inbox row changed under its lock")
+    outbox.emit_many_for_wallets(
+        session,
+        "wallet.credited",
+        [
+            outbox.WalletFact(
+                key=f"wallet.credited:topup:{c.topup_id}",
+                wallet_id=c.wallet_id,
+                data={
+                    "topup_id": str(c.topup_id),
+                    "amount_minor": c.amount_minor,
+                    "gateway": c.gateway,
+                    "payment_id": c.event.payment_id,
+                    "payment_method": c.event.payment_method,
+                },
+                delta_minor=c.amount_minor,
+            )
+            for c in ordered
+        ],
+    )
+
+
+def _apply_one_by_one(session: Session, ids: list[int], now: datetime) -> dict[int, InboxStatus]:
+    """The per-row path, each row in a savepoint: a row the ledger refuses is set aside for
+    review with the refusal as its reason, and the others go on."""
+    events = session.scalars(
+        select(InboxEvent)
+        .where(InboxEvent.id.in_(ids))
+        .order_by(InboxEvent.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    statuses: dict[int, InboxStatus] = {}
+    for event in events:
+        try:
+            with session.begin_nested():
+                statuses[event.id] = _apply(session, event, now)
+        except OperationalError:
+            raise  # the connection or the transaction is gone: nothing of the batch stays
+        except Exception as exc:  # refused by a guard, or a defect: never block the others
+            logger.exception("Inbox event %s was refused; set aside for review.", event.id)
+            session.expire(event)
+            event.status = InboxStatus.NEEDS_REVIEW
+            event.status_reason = f"refused by the ledger: {type(exc).__name__}: {exc}"[
+                :REASON_CHARS_MAX
+            ]
+            event.retry_at = None
+            statuses[event.id] = InboxStatus.NEEDS_REVIEW
+    session.flush()
     return statuses
 
 
@@ -102,34 +325,6 @@ def _apply(session: Session, event: InboxEvent, now: datetime) -> InboxStatus:
         # whichever machine the worker runs on.
         event.applied_at = func.clock_timestamp()
     return status
-
-
-def _waiting_captures(
-    session: Session, wallet_id: uuid.UUID, besides: int, limit: int
-) -> list[InboxEvent]:
-    """Up to `limit` captures still waiting for the wallet's unsettled top-ups, locked.
-
-    Driven from the wallet's unsettled top-ups (few, unless the wallet is hot, and then the
-    limit stops the scan early): never a scan of every waiting event of every wallet.
-    """
-    return list(
-        session.scalars(
-            select(InboxEvent)
-            .join(Topup, InboxEvent.reference == cast(Topup.id, Text))
-            .where(
-                Topup.wallet_id == wallet_id,
-                Topup.status != TopupStatus.SUCCEEDED,
-                InboxEvent.status == InboxStatus.RECEIVED,
-                InboxEvent.kind == "payment_succeeded",
-                InboxEvent.id != besides,
-            )
-            .limit(limit)
-            # Their top-ups too, skipping any another worker holds: a companion never waits
-            # on a lock while this transaction holds the wallet's row.
-            .with_for_update(of=(InboxEvent, Topup), skip_locked=True)
-            .execution_options(populate_existing=True)
-        )
-    )
 
 
 def _payment_succeeded(session: Session, event: InboxEvent, now: datetime) -> Outcome:
@@ -173,7 +368,6 @@ def _payment_succeeded(session: Session, event: InboxEvent, now: datetime) -> Ou
     topup.payment_id = event.payment_id
     topup.credited_minor = event.amount_minor
     topup.settled_at = now
-    session.info[_CREDITED_WALLET] = topup.wallet_id  # whose other captures may come along
     outbox.emit_for_wallet(
         session,
         "wallet.credited",
@@ -285,16 +479,16 @@ def _nothing_to_do(session: Session, event: InboxEvent, now: datetime) -> Outcom
     return InboxStatus.APPLIED, f"{event.kind}: no money moves"
 
 
-def _topup_id(event: InboxEvent) -> uuid.UUID | None:
-    """The top-up id the event's reference carries, if it is one."""
+def _topup_id(reference: str | None) -> uuid.UUID | None:
+    """The top-up id an event's reference carries, if it is one."""
     try:
-        return uuid.UUID(event.reference or "")
+        return uuid.UUID(reference or "")
     except ValueError:
         return None
 
 
 def _topup_by_reference(session: Session, event: InboxEvent) -> Topup | None:
-    topup_id = _topup_id(event)
+    topup_id = _topup_id(event.reference)
     if topup_id is None:
         return None
     return session.scalar(

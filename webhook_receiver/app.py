@@ -12,17 +12,18 @@ from werkzeug.exceptions import HTTPException
 
 from ledger import errors as ledger_errors
 from ledger.db import make_engine, make_session_factory
-from webhook_receiver import api, health, webhooks
+from webhook_receiver import api, health, metrics, webhooks
 from webhook_receiver.api import openapi
 from webhook_receiver.auth import init_auth
 from webhook_receiver.errors import ApiError, WebhookError
 from webhook_receiver.gateways import build_adapters
+from webhook_receiver.inbox_writer import InboxWriter
 from webhook_receiver.metrics import init_metrics
 from webhook_receiver.problem import problem
 from webhook_receiver.ratelimit import init_rate_limiting
 from webhook_receiver.services import Services
 from webhook_receiver.settings import ReceiverSettings
-from workers.jobs import JobSender
+from workers.jobs import APPLY_INBOX_BATCH, JobSender
 
 logger = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -56,11 +57,20 @@ def create_app(settings: ReceiverSettings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    sender = JobSender(settings.broker_url)
     app.extensions["walletpipe"] = Services(
         settings=settings,
         sessions=make_session_factory(engine),
         adapters=build_adapters(settings),
-        sender=JobSender(settings.broker_url),
+        sender=sender,
+        inbox=InboxWriter(
+            settings.database_url,
+            rows_max=settings.inbox_commit_rows_max,
+            wait_ms=settings.inbox_commit_wait_ms,
+            doorbell_interval_ms=settings.doorbell_interval_ms,
+            ring=lambda: sender.send(APPLY_INBOX_BATCH),
+            on_commit=lambda rows: metrics.count_inbox_commit(app, rows),
+        ),
     )
     init_metrics(app)  # first request hook: times requests that later hooks refuse
     init_auth(app, settings)

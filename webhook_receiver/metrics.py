@@ -217,6 +217,7 @@ class _Metrics:
     requests: Counter
     duration: Histogram
     webhooks: Counter
+    inbox_commit_rows: Histogram
 
 
 def init_metrics(app: Flask) -> None:
@@ -263,10 +264,23 @@ def init_metrics(app: Flask) -> None:
             ["gateway", "outcome"],
             registry=registry,
         ),
+        inbox_commit_rows=Histogram(
+            "walletpipe_inbox_commit_rows",
+            "Inbox rows stored by one group commit of the receiver's writer.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        ),
     )
     app.register_blueprint(blueprint)
     app.before_request(_start_timer)
     app.after_request(_count_request)
+
+
+def count_inbox_commit(app: Flask, rows: int) -> None:
+    """Observe one group commit of `rows` inbox rows (called by the writer, off any request)."""
+    found: _Metrics | None = app.extensions.get(_EXTENSION)
+    if found is not None:
+        found.inbox_commit_rows.observe(rows)
 
 
 def count_webhook(gateway: str, outcome: str) -> None:

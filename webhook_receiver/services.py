@@ -1,4 +1,5 @@
-"""What a receiver process holds once: settings, database sessions, adapters, the job sender."""
+"""What a receiver process holds once: settings, database sessions, adapters, the job sender
+and the inbox's writer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from flask import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from webhook_receiver.gateways import GatewayAdapter
+from webhook_receiver.inbox_writer import InboxWriter
 from webhook_receiver.settings import ReceiverSettings
 from workers.jobs import JobSender
 
@@ -18,6 +20,7 @@ class Services:
     sessions: sessionmaker[Session]
     adapters: dict[str, GatewayAdapter]
     sender: JobSender
+    inbox: InboxWriter
 
 
 def services() -> Services:

@@ -76,6 +76,12 @@ class ReceiverSettings:
     paypal_client_secret: str | None = field(default=None, repr=False, metadata={"secret": True})
     paypal_api_base: str = "https://api-m.paypal.com"
     max_content_length: int = 262_144
+    # Group commit of the inbox: one writer a process stores the events of concurrent requests
+    # together, at most this many rows a commit, waiting at most this long for more to join
+    # after the first; the workers' doorbell rings at most once this often a process.
+    inbox_commit_rows_max: int = 64
+    inbox_commit_wait_ms: int = 2
+    doorbell_interval_ms: int = 10
     # The service API's bearer tokens: HS256 secrets (newest rotation last, the one walletctl
     # signs with) and/or PEM public keys for RS256/ES256, each a PEM block.
     jwt_secrets: tuple[str, ...] = _secret()
@@ -134,6 +140,9 @@ class ReceiverSettings:
             paypal_client_secret=environ.get("PAYPAL_CLIENT_SECRET", "").strip() or None,
             paypal_api_base=parsed("PAYPAL_API_BASE", cls.paypal_api_base, _http_base),
             max_content_length=parsed("MAX_CONTENT_LENGTH", "262144", _bounded_int(1024, 2**24)),
+            inbox_commit_rows_max=parsed("INBOX_COMMIT_ROWS_MAX", "64", _bounded_int(1, 1000)),
+            inbox_commit_wait_ms=parsed("INBOX_COMMIT_WAIT_MS", "2", _bounded_int(0, 100)),
+            doorbell_interval_ms=parsed("DOORBELL_INTERVAL_MS", "10", _bounded_int(0, 1000)),
             jwt_secrets=parsed("WALLETPIPE_JWT_SECRET", "", _jwt_secrets),
             jwt_public_keys=parsed("WALLETPIPE_JWT_PUBLIC_KEY", "", _pem_blocks),
             jwt_audience=environ.get("WALLETPIPE_JWT_AUDIENCE", "").strip() or None,

@@ -1,7 +1,8 @@
-"""POST /webhooks/<gateway>: verify, make durable, hand to the workers, answer.
+"""POST /webhooks/<gateway>: verify, make durable, answer.
 
-The gateway hears 2xx only once the event is committed to the inbox. Sending the apply job
-happens after the commit and may fail without harm: the relay re-sends from the inbox.
+The gateway hears 2xx only once the event is committed to the inbox, by the process's writer
+together with the events of other requests (webhook_receiver.inbox_writer). The writer rings
+the workers' doorbell after the commit; a ring that fails is harmless: the relay rings again.
 """
 
 from __future__ import annotations
@@ -9,15 +10,14 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
 
 from ledger import inbox
 from webhook_receiver import metrics
 from webhook_receiver.errors import GatewayUnknown
 from webhook_receiver.event import EventKind, GatewayEvent, RawRequest
+from webhook_receiver.inbox_writer import StorageUnavailable
 from webhook_receiver.problem import problem
 from webhook_receiver.services import services
-from workers.jobs import APPLY_GATEWAY_EVENT
 
 logger = logging.getLogger(__name__)
 blueprint = Blueprint("webhooks", __name__)
@@ -90,10 +90,9 @@ def receive(gateway: str) -> Response:
     events = adapter.parse(raw)  # WebhookError becomes a 400 or 401 problem
     headers = _kept_headers(raw)
     try:
-        with found.sessions.begin() as session:
-            recorded = [inbox.record(session, _incoming(e, raw, headers)) for e in events]
-    except SQLAlchemyError:
-        logger.exception(
+        recorded = found.inbox.store([_incoming(event, raw, headers) for event in events])
+    except StorageUnavailable:
+        logger.warning(
             "Could not store %s webhook; answering 503 so the gateway retries.",
             gateway,
             extra={"gateway": gateway, "request_id": g.request_id},
@@ -114,6 +113,4 @@ def receive(gateway: str) -> Response:
                 "request_id": g.request_id,
             },
         )
-        if result.outcome is inbox.Outcome.NEW:
-            found.sender.send(APPLY_GATEWAY_EVENT, result.inbox_id)
     return _answer(gateway, [result.outcome for result in recorded])

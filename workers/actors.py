@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session
 
 import workers.broker  # noqa: F401  (sets the broker the actors bind to)
@@ -23,34 +22,35 @@ from ledger import outbox, provisioning, settlement, usage
 from ledger.errors import NotFound
 from workers import process
 from workers.errors import DeliveryFailed
-from workers.jobs import APPLY_GATEWAY_EVENT, BILL_USAGE, DECIDE_PROVISIONING, DELIVER_NOTIFICATION
+from workers.jobs import APPLY_INBOX_BATCH, BILL_USAGE, DECIDE_PROVISIONING, DELIVER_NOTIFICATION
 
 logger = logging.getLogger(__name__)
 
-BATCH_AFTER_WAIT_MS = 100
+# A doorbell keeps claiming while it finds full batches, for this long at most; then it rings
+# again, so one message never holds a worker thread through a whole backlog.
+DOORBELL_S_MAX = 5.0
 
 
-@dramatiq.actor(
-    actor_name=APPLY_GATEWAY_EVENT.actor_name, queue_name=APPLY_GATEWAY_EVENT.queue_name
-)
-def apply_gateway_event(inbox_id: int) -> None:
-    """Apply a stored gateway event to the ledger, once, however often it is delivered.
+@dramatiq.actor(actor_name=APPLY_INBOX_BATCH.actor_name, queue_name=APPLY_INBOX_BATCH.queue_name)
+def apply_inbox_batch() -> None:
+    """Apply waiting inbox events, a batch per transaction, until none is left.
 
-    When jobs are queueing up, a capture brings along its wallet's other waiting captures
-    (settlement.BATCH_MAX_DEFAULT): a hot wallet then commits once for many.
+    A doorbell: it names no event, so however many rings arrive, each waiting row is claimed
+    by one transaction (SKIP LOCKED) and applied once. The rows' status is the only truth;
+    a lost ring is covered by the relay.
     """
-    try:
+    batch_max = process.settings().inbox_batch_max
+    deadline = time.monotonic() + DOORBELL_S_MAX
+    while True:
         with ledger_transaction() as session:
-            statuses = settlement.apply_gateway_event(
-                session, inbox_id, now=datetime.now(UTC), batch_max=_batch_max()
-            )
-    except NotFound:
-        logger.error("Inbox event %s does not exist; nothing to apply.", inbox_id)
-        return
-    if not statuses:
-        logger.debug("Inbox event %s was settled before.", inbox_id, extra={"inbox_id": inbox_id})
-    for settled_id, status in statuses.items():
-        logger.info("Inbox event %s: %s.", settled_id, status, extra={"inbox_id": settled_id})
+            statuses = settlement.apply_inbox(session, now=datetime.now(UTC), limit=batch_max)
+        for inbox_id, status in statuses.items():
+            logger.info("Inbox event %s: %s.", inbox_id, status, extra={"inbox_id": inbox_id})
+        if len(statuses) < batch_max:
+            return
+        if time.monotonic() >= deadline:
+            apply_inbox_batch.send()
+            return
 
 
 @dramatiq.actor(
@@ -139,16 +139,6 @@ def ledger_transaction() -> Iterator[Session]:
         yield session
         notices = outbox.emitted(session)
     announce(notices)
-
-
-def _batch_max() -> int:
-    """Batch only behind a queue: a job that waited BATCH_AFTER_WAIT_MS or more says others
-    wait too; without one, looking for companions would cost every event a query for none."""
-    message = CurrentMessage.get_current_message()
-    if message is None:
-        return 1
-    waited_ms = time.time() * 1000 - message.message_timestamp
-    return settlement.BATCH_MAX_DEFAULT if waited_ms >= BATCH_AFTER_WAIT_MS else 1
 
 
 def announce(outbox_ids: Iterable[int]) -> None:

@@ -27,7 +27,7 @@ class Job:
 
 
 # Queues per kind of work, so each can be given its own workers (`dramatiq ... --queues`).
-APPLY_GATEWAY_EVENT = Job("apply_gateway_event", "ledger")
+APPLY_INBOX_BATCH = Job("apply_inbox_batch", "ledger")
 DELIVER_NOTIFICATION = Job("deliver_notification", "notifications")
 DECIDE_PROVISIONING = Job("decide_provisioning", "provisioning")
 BILL_USAGE = Job("bill_usage", "billing")

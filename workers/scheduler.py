@@ -24,7 +24,7 @@ from ledger.db import make_session_factory
 from ledger.settings import BillingSettings
 from ledger.transfer import void_expired
 from workers.jobs import (
-    APPLY_GATEWAY_EVENT,
+    APPLY_INBOX_BATCH,
     BILL_USAGE,
     DECIDE_PROVISIONING,
     DELIVER_NOTIFICATION,
@@ -116,8 +116,9 @@ class Scheduler:
         with self._sessions.begin() as session:
             jobs: list[tuple[Job, tuple[object, ...]]] = [
                 *(
-                    (APPLY_GATEWAY_EVENT, (id_,))
-                    for id_ in relay.claim_due(session, now=now, resend_after=after)
+                    [(APPLY_INBOX_BATCH, ())]
+                    if relay.inbox_backlog(session, now=now, resend_after=after)
+                    else []
                 ),
                 *(
                     (DECIDE_PROVISIONING, (str(id_),))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 CHANNELS = ("log", "whatsapp", "webhooks")
+INBOX_BATCH_MAX_LIMIT = 1000
 WHATSAPP_API_URL_DEFAULT = "https://graph.facebook.com/v21.0"
 # The templates of the original system's "WhatsApp confirmation": top-ups, payments, refunds.
 WHATSAPP_TEMPLATES_DEFAULT = {
@@ -47,6 +48,8 @@ class WorkerSettings:
     webhook_urls: tuple[str, ...] = ()
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     notify_timeout_s: float = 10.0
+    # Inbox events one transaction of the workers claims and applies at most.
+    inbox_batch_max: int = 32
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -64,6 +67,12 @@ class WorkerSettings:
             raise ValueError(f"NOTIFY_TIMEOUT_S must be a number, not {raw_timeout!r}") from None
         if not 0.1 <= timeout_s <= 60:
             raise ValueError("NOTIFY_TIMEOUT_S must be between 0.1 and 60 seconds")
+        raw_batch = environ.get("INBOX_BATCH_MAX", "32")
+        if not raw_batch.isdigit() or not 1 <= int(raw_batch) <= INBOX_BATCH_MAX_LIMIT:
+            raise ValueError(
+                f"INBOX_BATCH_MAX must be a whole number from 1 to {INBOX_BATCH_MAX_LIMIT},"
+                f" not {raw_batch[:20]!r}"
+            )
         settings = cls(
             notify_channels=channels,
             whatsapp_api_url=_http_url(
@@ -82,6 +91,7 @@ class WorkerSettings:
             ),
             webhook_secrets=_list(environ.get("NOTIFY_WEBHOOK_SECRET")),
             notify_timeout_s=timeout_s,
+            inbox_batch_max=int(raw_batch),
         )
         settings.check()
         return settings

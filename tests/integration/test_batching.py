@@ -1,20 +1,22 @@
-"""A hot wallet: the worker applying one of its captures applies its other waiting captures in
-the same transaction, each decided on its own, none twice, whatever runs beside it."""
+"""Workers claim waiting inbox events in batches: captures that settle their top-ups go through
+the set path in a few statements, everything else row by row, none twice, whatever runs beside
+it."""
 
 from __future__ import annotations
 
 import threading
 import uuid
 
-import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from ledger import settlement
-from ledger.models import InboxEvent, Topup, Transfer
+from ledger.account import system_account_id
+from ledger.models import Category, InboxEvent, OutboxEvent, SystemAccount, Topup, Transfer
 from ledger.topup import create_topup
+from ledger.transfer import TransferRequest, transfer
 from ledger.verify import verify
 
-from .test_settlement import NOW, apply, stored_event
+from .test_settlement import NOW, stored_event
 
 
 def captures(sessions, wallet, count, amount_minor=100):
@@ -37,134 +39,126 @@ def statuses(sessions, events):
         return dict(rows.all())
 
 
-def apply_batch(sessions, inbox_id, batch_max=settlement.BATCH_MAX_DEFAULT):
+def apply_batch(sessions, events, limit=settlement.BATCH_MAX_DEFAULT):
+    """One worker transaction over these events (other tests' rows are left alone)."""
     with sessions.begin() as session:
-        return settlement.apply_gateway_event(session, inbox_id, now=NOW, batch_max=batch_max)
+        return settlement.apply_inbox(session, now=NOW, limit=limit, only=events)
 
 
-def topup_credits(sessions, wallet):
+def credits_to(sessions, wallet):
     with sessions() as session:
         return session.scalar(
             select(func.count()).select_from(Transfer).where(Transfer.credit_account_id == wallet)
         )
 
 
-def test_one_job_applies_the_wallets_waiting_captures_in_one_transaction(
-    sessions, make_wallet, balance_of
+class StatementCounter:
+    """Counts the statements an engine sends while it is installed."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.statements = []
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, conn, cursor, statement, parameters, context, executemany):
+        self.statements.append(statement.split(None, 1)[0].upper())
+
+
+def test_a_batch_of_captures_is_applied_in_a_handful_of_statements(
+    sessions, engine, make_wallet, balance_of
 ):
-    wallet = make_wallet()
-    events = captures(sessions, wallet, 10)
-    applied = apply_batch(sessions, events[3])
-    assert set(applied) == set(events)
-    assert set(applied.values()) == {"applied"}
-    assert balance_of(wallet).balance_minor == 1000
-    # Their own jobs arrive afterwards and find them settled: nothing more to decide.
-    for event in events:
-        assert apply_batch(sessions, event) == {}
-    assert balance_of(wallet).balance_minor == 1000
-    assert topup_credits(sessions, wallet) == 10
+    wallets = [make_wallet() for _ in range(4)]
+    events = [e for wallet in wallets for e in captures(sessions, wallet, 8)]
+    with sessions() as session:  # the clearing account exists, and this process knows it
+        system_account_id(session, SystemAccount.clearing("stripe"), "ZAR")
+    with StatementCounter(engine) as counted:
+        applied = apply_batch(sessions, events)
+    assert applied == dict.fromkeys(events, "applied")
+    assert [balance_of(wallet).balance_minor for wallet in wallets] == [800] * 4
+    # Claim, lock the top-ups, insert the transfers, settle top-ups and inbox rows, insert
+    # the outbox events, inside a savepoint: the same for 32 events as for one.
+    assert len(counted.statements) <= 8, counted.statements
+    assert counted.statements.count("INSERT") == 2
 
 
-def test_a_batch_takes_at_most_its_bound(sessions, make_wallet, balance_of):
+def test_every_credit_is_announced_with_the_balance_it_left(sessions, make_wallet):
+    wallet = make_wallet()
+    events = captures(sessions, wallet, 5, amount_minor=100)
+    apply_batch(sessions, events)
+    with sessions() as session:
+        payloads = session.scalars(
+            select(OutboxEvent.payload)
+            .where(OutboxEvent.wallet_id == wallet, OutboxEvent.event_type == "wallet.credited")
+            .order_by(OutboxEvent.id)
+        ).all()
+    assert [p["balance_minor"] for p in payloads] == [100, 200, 300, 400, 500]
+    assert {p["amount_minor"] for p in payloads} == {100}
+
+
+def test_redelivered_events_are_not_claimed_again(sessions, make_wallet, balance_of):
     wallet = make_wallet()
     events = captures(sessions, wallet, 10)
-    assert len(apply_batch(sessions, events[0], batch_max=4)) == 4
+    assert len(apply_batch(sessions, events)) == 10
+    assert apply_batch(sessions, events) == {}
+    assert balance_of(wallet).balance_minor == 1000
+    assert credits_to(sessions, wallet) == 10
+
+
+def test_a_batch_takes_at_most_its_bound_oldest_first(sessions, make_wallet, balance_of):
+    wallet = make_wallet()
+    events = captures(sessions, wallet, 10)
+    assert sorted(apply_batch(sessions, events, limit=4)) == events[:4]
     assert list(statuses(sessions, events).values()).count("received") == 6
     assert balance_of(wallet).balance_minor == 400
 
 
-def test_a_companion_that_needs_review_does_not_stop_the_others(sessions, make_wallet, balance_of):
+def test_rows_the_set_path_cannot_take_go_one_by_one_beside_it(sessions, make_wallet, balance_of):
     wallet = make_wallet()
-    events = captures(sessions, wallet, 3)
+    good = captures(sessions, wallet, 3)
     with sessions.begin() as session:
         odd = create_topup(session, wallet_id=wallet, amount_minor=100, gateway="stripe")
+        failing = create_topup(session, wallet_id=wallet, amount_minor=100, gateway="stripe")
     wrong_amount = stored_event(sessions, reference=odd.id, amount_minor=999)
-    applied = apply_batch(sessions, events[0])
-    assert applied[wrong_amount] == "needs_review"
+    failure = stored_event(sessions, kind="payment_failed", reference=failing.id)
+    unknown = stored_event(sessions, reference=f"not-a-uuid-{uuid.uuid4()}")
+    early_refund = stored_event(sessions, kind="refund_succeeded", amount_minor=100)
+    applied = apply_batch(sessions, [*good, wrong_amount, failure, unknown, early_refund])
+    assert applied == {
+        **dict.fromkeys(good, "applied"),
+        wrong_amount: "needs_review",
+        failure: "applied",
+        unknown: "needs_review",
+        early_refund: "parked",
+    }
     assert balance_of(wallet).balance_minor == 300
     with sessions() as session:
         assert session.get(Topup, odd.id).status == "pending"
+        assert session.get(Topup, failing.id).status == "failed"
 
 
-def test_another_wallets_captures_and_other_kinds_are_left_to_their_own_jobs(sessions, make_wallet):
-    hot, other = make_wallet(), make_wallet()
-    mine = captures(sessions, hot, 2)
-    theirs = captures(sessions, other, 2)
+def test_two_captures_of_one_top_up_in_one_batch_credit_it_once(sessions, make_wallet, balance_of):
+    wallet = make_wallet()
     with sessions.begin() as session:
-        failing = create_topup(session, wallet_id=hot, amount_minor=100, gateway="stripe")
-    failure = stored_event(sessions, kind="payment_failed", reference=failing.id)
-    assert set(apply_batch(sessions, mine[0])) == set(mine)
-    assert statuses(sessions, [*theirs, failure]) == dict.fromkeys([*theirs, failure], "received")
+        topup = create_topup(session, wallet_id=wallet, amount_minor=700, gateway="stripe")
+    paid, other = (f"pi_{uuid.uuid4().hex[:12]}" for _ in range(2))
+    first = stored_event(sessions, reference=topup.id, amount_minor=700, payment_id=paid)
+    second = stored_event(sessions, reference=topup.id, amount_minor=700, payment_id=other)
+    repeat = stored_event(sessions, reference=topup.id, amount_minor=700, payment_id=paid)
+    applied = apply_batch(sessions, [first, second, repeat])
+    assert applied == {first: "applied", second: "needs_review", repeat: "applied"}
+    assert balance_of(wallet).balance_minor == 700
+    assert credits_to(sessions, wallet) == 1
 
 
-def test_racing_workers_on_one_hot_wallet_apply_every_capture_once(
+def test_a_row_the_ledger_refuses_is_set_aside_and_the_others_go_on(
     sessions, make_wallet, balance_of
 ):
-    wallet = make_wallet()
-    events = captures(sessions, wallet, 48)
-    threads_count = 8
-    start = threading.Barrier(threads_count)
-    failures = []
-
-    def work(mine):
-        start.wait()
-        try:
-            for event in mine:
-                apply_batch(sessions, event, batch_max=8)
-        except Exception as exc:  # reported below, with the thread's events
-            failures.append((mine, exc))
-
-    threads = [
-        threading.Thread(target=work, args=(events[i::threads_count],))
-        for i in range(threads_count)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert failures == []
-    assert set(statuses(sessions, events).values()) == {"applied"}
-    assert balance_of(wallet).balance_minor == 4800
-    assert topup_credits(sessions, wallet) == 48
-    with sessions() as session:
-        assert [b for b in verify(session) if str(wallet) in str(b)] == []
-
-
-def test_the_same_event_applied_by_two_workers_at_once_credits_once(
-    sessions, make_wallet, balance_of
-):
-    wallet = make_wallet()
-    [event] = captures(sessions, wallet, 1, amount_minor=2500)
-    start = threading.Barrier(4)
-    results = []
-
-    def work():
-        start.wait()
-        results.append(apply(sessions, event))
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert results == ["applied"] * 4
-    assert balance_of(wallet).balance_minor == 2500
-    assert topup_credits(sessions, wallet) == 1
-
-
-def test_a_reference_that_is_no_top_up_id_brings_no_companions(sessions):
-    event = stored_event(sessions, reference=f"not-a-uuid-{uuid.uuid4()}")
-    assert apply_batch(sessions, event) == {event: "needs_review"}
-
-
-def test_a_companion_that_fails_is_rolled_back_alone_and_left_to_its_own_job(
-    sessions, make_wallet, balance_of
-):
-    from ledger.account import system_account_id
-    from ledger.errors import IdempotencyConflict
-    from ledger.models import Category, SystemAccount
-    from ledger.transfer import TransferRequest, transfer
-
     wallet = make_wallet()
     events = captures(sessions, wallet, 3)
     with sessions.begin() as session:
@@ -181,10 +175,66 @@ def test_a_companion_that_fails_is_rolled_back_alone_and_left_to_its_own_job(
                 category=Category.ADJUSTMENT,
             ),
         )
-    failing = stored_event(sessions, reference=broken.id, amount_minor=100)
-    applied = apply_batch(sessions, events[0])
-    assert set(applied) == set(events)
-    assert statuses(sessions, [failing]) == {failing: "received"}
+    refused = stored_event(sessions, reference=broken.id, amount_minor=100)
+    applied = apply_batch(sessions, [*events, refused])
+    assert applied == {**dict.fromkeys(events, "applied"), refused: "needs_review"}
     assert balance_of(wallet).balance_minor == 300 + 1
-    with pytest.raises(IdempotencyConflict):  # its own job reports the trouble
-        apply_batch(sessions, failing)
+    with sessions() as session:
+        reason = session.get(InboxEvent, refused).status_reason
+    assert reason.startswith("refused by the ledger: IdempotencyConflict")
+
+
+def test_racing_workers_on_one_hot_wallet_apply_every_capture_once(
+    sessions, make_wallet, balance_of
+):
+    wallet = make_wallet()
+    events = captures(sessions, wallet, 96)
+    threads_count = 8
+    start = threading.Barrier(threads_count)
+    failures = []
+
+    def work():
+        start.wait()
+        try:
+            while apply_batch(sessions, events, limit=8):
+                pass
+        except Exception as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert set(statuses(sessions, events).values()) == {"applied"}
+    assert balance_of(wallet).balance_minor == 9600
+    assert credits_to(sessions, wallet) == 96
+    with sessions() as session:
+        assert [b for b in verify(session) if str(wallet) in str(b)] == []
+
+
+def test_racing_workers_over_many_wallets_never_deadlock(sessions, make_wallet, balance_of):
+    wallets = [make_wallet() for _ in range(6)]
+    # Interleaved, so every batch holds captures of several wallets in no particular order.
+    per_wallet = [captures(sessions, wallet, 16) for wallet in wallets]
+    events = [e for group in zip(*per_wallet, strict=True) for e in group][::-1]
+    threads_count = 6
+    start = threading.Barrier(threads_count)
+    failures = []
+
+    def work():
+        start.wait()
+        try:
+            while apply_batch(sessions, events, limit=12):
+                pass
+        except Exception as exc:  # a deadlock would surface here
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert [balance_of(wallet).balance_minor for wallet in wallets] == [1600] * 6

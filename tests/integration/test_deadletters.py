@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from ledger.models import DeadLetter
 from walletctl.cli import cli
-from workers.jobs import APPLY_GATEWAY_EVENT, JobSender
+from workers.jobs import APPLY_INBOX_BATCH, JobSender
 
 
 @pytest.fixture
@@ -44,10 +44,10 @@ def wait_for_letter(sessions, message_id, timeout_s=20):
 
 
 def send_broken_job(broker_url):
-    """A job no retry can mend: its argument is not an inbox id at all."""
+    """A job no retry can mend: the doorbell takes no argument."""
     sender = JobSender(broker_url)
     try:
-        return sender.send_message(APPLY_GATEWAY_EVENT, "not-an-inbox-id")
+        return sender.send_message(APPLY_INBOX_BATCH, "an-argument-it-does-not-take")
     finally:
         sender.close()
 
@@ -59,8 +59,8 @@ def test_a_job_that_fails_for_good_becomes_a_dead_letter_and_replays_once(
     letter = wait_for_letter(sessions, message_id)
     assert (letter.queue_name, letter.actor_name, letter.args) == (
         "ledger",
-        "apply_gateway_event",
-        ["not-an-inbox-id"],
+        "apply_inbox_batch",
+        ["an-argument-it-does-not-take"],
     )
     assert "Error" in letter.error  # the exception the actor raised, with its traceback
 
@@ -68,7 +68,7 @@ def test_a_job_that_fails_for_good_becomes_a_dead_letter_and_replays_once(
     assert code == 0
     [shown] = [item for item in listed["dead_letters"] if item["id"] == letter.id]
     assert shown["queue"] == "ledger"
-    assert shown["actor"] == "apply_gateway_event"
+    assert shown["actor"] == "apply_inbox_batch"
     assert shown["age"].endswith("s")
 
     code, replayed = walletctl("dlq", "replay", "--id", str(letter.id))
