@@ -629,8 +629,8 @@ def print_report(
             f"{result.inbox.applied_per_s / raw:5.2f}   aim >= 0.5"
         )
     for mode in ("max", "fixed rate"):
-        hot, spread = by_name[f"hot, {mode}"], by_name[f"spread, {mode}"]
-        if spread.applied_per_s:
+        hot, spread = by_name.get(f"hot, {mode}"), by_name.get(f"spread, {mode}")
+        if hot and spread and spread.applied_per_s:
             print(
                 f"ratio hot/spread applied/s, {mode + ':':11s}  "
                 f"{hot.applied_per_s / spread.applied_per_s:5.2f}   aim 1.0"
@@ -684,6 +684,9 @@ def main() -> None:
         help="also count the statements of this many events (log_statement=all)",
     )
     parser.add_argument("--postgres-log", default=POSTGRES_LOG, help="the server's log file")
+    parser.add_argument(
+        "--only", action="append", help="run only this scenario (repeatable; default: all)"
+    )
     parser.add_argument("--logs", help="keep the processes' logs here (default: removed)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -765,9 +768,13 @@ def main() -> None:
             rss_idle = rss_line(kinds)
             rate = args.rate
             for scenario in SCENARIOS:
+                if args.only and scenario.name not in args.only:
+                    continue
                 offered = 0.0
                 if scenario.paced:
                     if rate is None:  # half the maximum the pipeline itself just reached
+                        if not results:
+                            parser.error("a fixed-rate scenario alone needs --rate")
                         rate = results[0].inbox.applied_per_s / 2
                     offered = rate
                 print(f"running {scenario.name}", flush=True)

@@ -7,7 +7,7 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  
 # Threads, because a request spends its time waiting on PostgreSQL's commit and the broker;
 # processes, because Python holds one core per process. Two processes a core with four threads
 # each gave 39% more webhooks/s than two with eight on 2 cores (docs/benchmarks.md).
-worker_class = "gthread"
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 timeout = int(os.environ.get("WEB_TIMEOUT_S", "30"))
