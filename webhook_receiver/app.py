@@ -20,6 +20,7 @@ from webhook_receiver.gateways import build_adapters
 from webhook_receiver.metrics import init_metrics
 from webhook_receiver.problem import problem
 from webhook_receiver.ratelimit import init_rate_limiting
+from webhook_receiver.routing import UuidConverter
 from webhook_receiver.services import Services
 from webhook_receiver.settings import ReceiverSettings
 from workers.jobs import JobSender
@@ -55,6 +56,8 @@ def create_app(settings: ReceiverSettings | None = None) -> Flask:
     settings = settings or ReceiverSettings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    # Before any blueprint: rules bind their converters when they are added.
+    app.url_map.converters["uuid"] = UuidConverter
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     app.extensions["walletpipe"] = Services(
         settings=settings,
@@ -134,6 +137,10 @@ def _database_unavailable(error: OperationalError) -> Response:
 
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
+    if status == 404 and request.url_rule is None:
+        return problem(
+            404, "Not found", f"no such path: {request.path[:200]}; GET /openapi.json lists the API"
+        )
     return problem(status, error.name, error.description)
 
 
