@@ -54,7 +54,7 @@ _LEDGER_STATUS: dict[type[ledger_errors.LedgerError], tuple[int, str]] = {
 def create_app(settings: ReceiverSettings | None = None) -> Flask:
     """Build the app: webhooks, the service API, health, metrics and the OpenAPI document."""
     settings = settings or ReceiverSettings.from_env()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # it serves no files
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     # Before any blueprint: rules bind their converters when they are added.
     app.url_map.converters["uuid"] = UuidConverter
