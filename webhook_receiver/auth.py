@@ -35,7 +35,7 @@ from webhook_receiver.settings import ReceiverSettings
 logger = logging.getLogger(__name__)
 
 ADMIN = "admin"
-#: Every scope a token may carry (DESIGN.md, "Public contract"); `admin` implies all others.
+#: Every scope a token may carry (docs/api.md); `admin` implies all others.
 SCOPES = frozenset(
     {
         "wallets:read",
