@@ -20,7 +20,7 @@ export PAYFAST_PASSPHRASE ?= payfast-local-development
 export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
-.PHONY: run test install services migrate lint typecheck imports pytest bench-ledger bench-receiver bench-e2e clean
+.PHONY: run test install services migrate lint typecheck imports pytest openapi bench-ledger bench-receiver bench-e2e clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ imports: install
 
 pytest: install services
 	$(BIN)/pytest --cov --cov-report=term
+
+# docs/openapi.json: what GET /openapi.json serves with every gateway configured; a test keeps
+# the two equal, so run this after changing the API.
+openapi: install
+	$(BIN)/python scripts/openapi.py
 
 bench-ledger: install services
 	$(BIN)/python bench/ledger_apply.py

@@ -18,7 +18,7 @@ def validate_e164(number: str) -> str:
     """`number` without spaces or dashes if it is an E.164 phone number; ValueError otherwise."""
     compact = re.sub(r"[ \-()]", "", number)
     if not _E164.fullmatch(compact):
-        raise ValueError(f"not an international phone number like +27821234567: {number!r}")
+        raise ValueError(f'not an international phone number like +27821234567: "{number}"')
     return compact
 
 

@@ -54,7 +54,7 @@ def claim(session: Session, *, subject: str, key: str, fingerprint: bytes) -> St
     ).scalar_one()
     if stored.fingerprint != fingerprint:
         raise IdempotencyConflict(
-            f"Idempotency-Key {key!r} was used for a different request; use a new key"
+            f'Idempotency-Key "{key}" was used for a different request; use a new key'
         )
     return StoredResponse(stored.status_code, stored.response)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -27,7 +28,7 @@ def iso_currencies() -> frozenset[str]:
 def validate_currency(code: str) -> str:
     """Return `code` if it is a known ISO 4217 currency; raise UnknownCurrency otherwise."""
     if not isinstance(code, str) or code not in iso_currencies():
-        raise UnknownCurrency(f"unknown currency code: {code!r}; use an ISO 4217 code like 'ZAR'")
+        raise UnknownCurrency(f'unknown currency code: "{code}"; use an ISO 4217 code like ZAR')
     return code
 
 
@@ -39,7 +40,10 @@ def exponent(currency: str) -> int:
 def validate_amount_minor(amount_minor: object) -> int:
     """Return a positive integer amount within AMOUNT_MINOR_MAX; raise MoneyError otherwise."""
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
-        raise MoneyError(f"amount must be an integer count of minor units, not {amount_minor!r}")
+        raise MoneyError(
+            "amount must be an integer count of minor units, not "
+            + json.dumps(amount_minor, default=str)
+        )
     if not 0 < amount_minor <= AMOUNT_MINOR_MAX:
         raise MoneyError(f"amount must be between 1 and {AMOUNT_MINOR_MAX} minor units")
     return amount_minor
@@ -55,9 +59,12 @@ class Money:
     def __post_init__(self) -> None:
         validate_currency(self.currency)
         if isinstance(self.amount_minor, bool) or not isinstance(self.amount_minor, int):
-            raise MoneyError(f"amount must be an integer count of minor units: {self!r}")
+            raise MoneyError(
+                "amount must be an integer count of minor units: "
+                f"{self.amount_minor} {self.currency}"
+            )
         if not 0 <= self.amount_minor <= AMOUNT_MINOR_MAX:
-            raise MoneyError(f"amount out of range: {self!r}")
+            raise MoneyError(f"amount out of range: {self.amount_minor} {self.currency}")
 
     @classmethod
     def parse(cls, major: str | Decimal, currency: str) -> Money:
@@ -70,17 +77,17 @@ class Money:
         places = exponent(currency)
         if isinstance(major, str):
             if not _PLAIN_DECIMAL.fullmatch(major.strip()):
-                raise MoneyError(f"not a plain decimal amount like 10.50: {major!r}")
+                raise MoneyError(f'not a plain decimal amount like 10.50: "{major}"')
             major = major.strip()
         try:
             value = Decimal(major)
         except (InvalidOperation, TypeError) as exc:
-            raise MoneyError(f"not a decimal amount: {major!r}") from exc
+            raise MoneyError(f'not a decimal amount: "{major}"') from exc
         if not value.is_finite() or value < 0:
-            raise MoneyError(f"not a non-negative finite amount: {major!r}")
+            raise MoneyError(f'not a non-negative finite amount: "{major}"')
         scaled = value.scaleb(places)
         if scaled != scaled.to_integral_value():
-            raise MoneyError(f"{major!r} has more than {places} decimal places for {currency}")
+            raise MoneyError(f'"{major}" has more than {places} decimal places for {currency}')
         return cls(int(scaled), currency)
 
     def format_major(self) -> str:

@@ -58,10 +58,10 @@ def set_reseller(session: Session, owner_id: str, reseller_id: str) -> OwnerPare
     if current is not None:
         if current.parent_id == reseller_id:
             return current
-        raise OwnerTreeError(f"owner {owner_id!r} is a customer of {current.parent_id!r} already")
+        raise OwnerTreeError(f'owner "{owner_id}" is a customer of "{current.parent_id}" already')
     above = ancestors(session, reseller_id)
     if owner_id in above:
-        raise OwnerTreeError(f"{reseller_id!r} is in {owner_id!r}'s own tree: a cycle")
+        raise OwnerTreeError(f'"{reseller_id}" is in the tree of "{owner_id}": a cycle')
     if len(above) + 1 >= DEPTH_MAX:
         raise OwnerTreeError(f"owner trees are at most {DEPTH_MAX} levels deep")
     session.execute(insert(OwnerParent).values(owner_id=owner_id, parent_id=reseller_id))

@@ -99,7 +99,7 @@ def get_plan(session: Session, plan_id: str) -> Plan:
     """The plan; raises NotFound."""
     plan = session.get(Plan, plan_id)
     if plan is None:
-        raise NotFound(f"no plan named {plan_id!r}")
+        raise NotFound(f'no plan named "{plan_id}"')
     return plan
 
 

@@ -77,7 +77,7 @@ def request_provisioning(
         if constraint_name(exc) != "uq_provisioning_requests_live_resource_id":
             raise InvariantViolation(str(exc.orig)) from exc
         raise ResourceBusy(
-            f"resource {resource_id!r} already has a pending, approved or active request"
+            f'resource "{resource_id}" already has a pending, approved or active request'
             " for this wallet; release it first"
         ) from exc
     return request

@@ -250,7 +250,7 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> list[Applied]:
         original = existing[key]
         if any(getattr(original, field) != row[field] for field in _PAYLOAD_FIELDS):
             raise IdempotencyConflict(
-                f"idempotency key {key!r} was already used for a different transfer ({original.id})"
+                f'idempotency key "{key}" was already used for a different transfer ({original.id})'
             )
         applied.append(Applied(original, replayed=True))
     return applied

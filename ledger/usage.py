@@ -51,7 +51,7 @@ def record_usage(
     record = session.get(UsageRecord, (wallet.id, usage_id), populate_existing=True)
     assert record is not None
     if inserted is None and any(getattr(record, f) != values[f] for f in _PAYLOAD):
-        raise IdempotencyConflict(f"usage id {usage_id!r} was already used for another record")
+        raise IdempotencyConflict(f'usage id "{usage_id}" was already used for another record')
     return record, inserted is not None
 
 
@@ -68,7 +68,7 @@ def bill_usage_record(session: Session, wallet_id: uuid.UUID, usage_id: str) -> 
         .execution_options(populate_existing=True)
     )
     if record is None:
-        raise NotFound(f"no usage record {usage_id!r} for wallet {wallet_id}")
+        raise NotFound(f'no usage record "{usage_id}" for wallet {wallet_id}')
     if record.status == "billed":
         return record
     revenue = system_account_id(session, SystemAccount.REVENUE, record.currency)

@@ -33,6 +33,29 @@ def cli(ctx: click.Context, as_json: bool) -> None:
     ctx.obj = Context(as_json=as_json, settings=settings)
 
 
+def _json_anywhere(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    found = ctx.find_object(Context)
+    if value and found is not None:
+        found.as_json = True
+
+
+def _take_json_flag(command: click.Command) -> None:
+    """Give `command` and every command under it a --json flag of its own, so that it works
+    before or after the subcommand's name and arguments alike."""
+    command.params.append(
+        click.Option(
+            ["--json"],
+            is_flag=True,
+            expose_value=False,
+            callback=_json_anywhere,
+            help="Machine-readable JSON output.",
+        )
+    )
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            _take_json_flag(subcommand)
+
+
 for command in (
     db.db,
     wallet.wallet,
@@ -47,6 +70,7 @@ for command in (
     plan.plan,
     owner.owner,
 ):
+    _take_json_flag(command)
     cli.add_command(command)
 
 

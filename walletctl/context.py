@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,10 @@ from sqlalchemy.orm import Session
 from ledger.db import make_engine, make_session_factory
 from ledger.errors import LedgerError
 from ledger.settings import LedgerSettings
+
+# PostgreSQL's refusal of a connection to a database it does not have (SQLSTATE 3D000, which
+# libpq reports only in the message at connection time).
+_MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist')
 
 
 class CommandFailed(click.ClickException):
@@ -50,10 +55,7 @@ class Context:
         except LedgerError as exc:
             raise CommandFailed(str(exc)) from exc
         except OperationalError as exc:
-            raise CommandFailed(
-                f"cannot reach the database at {self.database}: start PostgreSQL "
-                "(`make services`) or point DATABASE_URL at a running one."
-            ) from exc
+            raise self.unavailable(exc, then="run `walletctl db upgrade`") from exc
         except ProgrammingError as exc:
             if getattr(exc.orig, "sqlstate", None) == "42P01":
                 raise CommandFailed(
@@ -61,6 +63,25 @@ class Context:
                     "run `walletctl db upgrade` first."
                 ) from exc
             raise
+
+    def unavailable(self, error: OperationalError, *, then: str) -> CommandFailed:
+        """What to do when the database cannot be used: create it if it is missing, `then`
+        what; otherwise start PostgreSQL or point DATABASE_URL at one."""
+        url = make_url(self.settings.database_url)
+        if _MISSING_DATABASE.search(str(error.orig)):
+            where = " ".join(
+                f"-{flag} {value}"
+                for flag, value in (("h", url.host), ("p", url.port), ("U", url.username))
+                if value
+            )
+            return CommandFailed(
+                f"the database {url.database} does not exist at {self.database}: create it "
+                f"(`createdb {where + ' ' if where else ''}{url.database}`), then {then}."
+            )
+        return CommandFailed(
+            f"cannot reach the database at {self.database}: start PostgreSQL "
+            "(`make services`) or point DATABASE_URL at a running one."
+        )
 
     def emit(self, data: dict[str, Any], text: str) -> None:
         """Print `data` as JSON with --json, otherwise the human `text`."""

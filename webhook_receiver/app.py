@@ -21,6 +21,7 @@ from webhook_receiver.inbox_writer import InboxWriter
 from webhook_receiver.metrics import init_metrics
 from webhook_receiver.problem import problem
 from webhook_receiver.ratelimit import init_rate_limiting
+from webhook_receiver.routing import UuidConverter
 from webhook_receiver.services import Services
 from webhook_receiver.settings import ReceiverSettings
 from workers.jobs import APPLY_INBOX_BATCH, JobSender
@@ -54,8 +55,10 @@ _LEDGER_STATUS: dict[type[ledger_errors.LedgerError], tuple[int, str]] = {
 def create_app(settings: ReceiverSettings | None = None) -> Flask:
     """Build the app: webhooks, the service API, health, metrics and the OpenAPI document."""
     settings = settings or ReceiverSettings.from_env()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # it serves no files
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    # Before any blueprint: rules bind their converters when they are added.
+    app.url_map.converters["uuid"] = UuidConverter
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
     sender = JobSender(settings.broker_url)
     app.extensions["walletpipe"] = Services(
@@ -144,6 +147,10 @@ def _database_unavailable(error: OperationalError) -> Response:
 
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
+    if status == 404 and request.url_rule is None:
+        return problem(
+            404, "Not found", f"no such path: {request.path[:200]}; GET /openapi.json lists the API"
+        )
     return problem(status, error.name, error.description)
 
 

@@ -35,7 +35,7 @@ from webhook_receiver.settings import ReceiverSettings
 logger = logging.getLogger(__name__)
 
 ADMIN = "admin"
-#: Every scope a token may carry (DESIGN.md, "Public contract"); `admin` implies all others.
+#: Every scope a token may carry (docs/api.md); `admin` implies all others.
 SCOPES = frozenset(
     {
         "wallets:read",
@@ -232,7 +232,7 @@ def requires(scope: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
             principal = _request_principal()
             g.principal = principal
             if not principal.has(scope):
-                raise Forbidden(f"this token lacks the {scope!r} scope")
+                raise Forbidden(f"this token lacks the {scope} scope")
             return view(*args, **kwargs)
 
         return guarded
@@ -394,7 +394,7 @@ def _reason(error: jwt.InvalidTokenError) -> str:
     if isinstance(error, jwt.InvalidIssuerError):
         return "the token's issuer (iss) is not the configured one"
     if isinstance(error, jwt.MissingRequiredClaimError):
-        return f"the token has no {error.claim!r} claim"
+        return f"the token has no {error.claim} claim"
     if isinstance(error, _INVALID_SUBJECT):
         return "the token's sub must be a string"
     if isinstance(error, jwt.DecodeError):

@@ -51,7 +51,7 @@ class RawRequest:
 class GatewayEvent:
     """One verified gateway event, normalised.
 
-    `event_id` is the gateway's own deduplication key (see the Gateways table of DESIGN.md);
+    `event_id` is the gateway's own deduplication key (see docs/gateways.md);
     `reference` is our top-up id as it travelled through the gateway. Amounts are integer
     minor units of `currency`; both are None when the event carries no amount.
     """

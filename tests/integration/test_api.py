@@ -554,3 +554,54 @@ def test_racing_refunds_that_read_the_order_first_refund_at_most_what_was_paid(a
             refund_order(session, order, amount_minor=300, refund_key="second")
         assert seen.refunded_minor == 400
     assert api.balance(wallet) == 1000 - 600 + 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/wallets/not-a-uuid"),
+        ("GET", "/wallets/not-a-uuid/transfers"),
+        ("GET", "/wallets/123/burn-rate"),
+        ("GET", "/topups/{nope}"),
+        ("GET", "/orders/12345678-1234-1234-1234-12345678901"),
+        ("POST", "/orders/x/pay"),
+        ("POST", "/provisioning-requests/x/confirm"),
+    ],
+)
+def test_a_malformed_id_in_the_path_says_ids_are_uuids(api, method, path):
+    answer = api.call(method, path)
+    assert answer.status_code == 400
+    assert answer.mimetype == "application/problem+json"
+    problem = answer.get_json()
+    assert problem["title"] == "Invalid request"
+    assert "UUID" in problem["detail"]
+    assert "spelling" not in problem["detail"]
+
+
+def test_a_well_formed_unknown_id_is_not_found_and_an_unknown_path_says_so(api):
+    missing = api.call("GET", f"/wallets/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    assert "no wallet with id" in missing.get_json()["detail"]
+    nowhere = api.call("GET", "/walets")
+    assert nowhere.status_code == 404
+    assert nowhere.mimetype == "application/problem+json"
+    assert "GET /openapi.json" in nowhere.get_json()["detail"]
+
+
+def test_refusals_quote_values_as_json_not_python(api):
+    wallet = api.wallet()
+    answers = [
+        api.call("POST", "/orders", {"wallet_id": wallet, "amount_minor": None, "reference": "r"}),
+        api.call("POST", "/orders", {"wallet_id": wallet, "amount_minor": True, "reference": "r"}),
+        api.call("POST", "/wallets", {"owner_id": "acme", "currency": None}),
+        api.call("POST", "/topups", {"wallet_id": wallet, "amount_minor": 5, "gateway": "nope"}),
+        api.call("GET", f"/wallets/{wallet}", scope="orders:write"),
+    ]
+    details = [answer.get_json()["detail"] for answer in answers]
+    assert details == [
+        "body.amount_minor: must be an integer, not null",
+        "body.amount_minor: must be an integer, not true",
+        "body.currency: null is not a valid ISO 4217 code",
+        'gateway "nope" is not configured here (configured: stripe)',
+        "this token lacks the wallets:read scope",
+    ]

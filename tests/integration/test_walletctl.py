@@ -78,10 +78,12 @@ def test_the_operator_flow(walletctl):
 
 def test_a_debit_beyond_available_fails_clearly(walletctl):
     wallet = output(walletctl("wallet", "create", "--owner", "acme", "--currency", "ZAR"))["id"]
-    result = walletctl("adjust", "--wallet", wallet, "--debit", "1", "--reason", "oops")
+    walletctl("adjust", "--wallet", wallet, "--credit", "250", "--reason", "seed")
+    result = walletctl("adjust", "--wallet", wallet, "--debit", "251", "--reason", "oops")
     assert result.exit_code == 1
-    assert "cannot cover a debit of 1" in result.output
-    assert "walletctl wallet show" in result.output
+    assert "cannot cover a debit of 251 minor units" in result.output
+    assert "250 minor units of ZAR are available" in result.output
+    assert output(walletctl("wallet", "show", wallet))["balance_minor"] == 250
 
 
 def test_adjustments_are_audited(walletctl, fresh_database_url):
@@ -149,6 +151,19 @@ def test_errors_say_what_to_do(walletctl, monkeypatch):
     down = walletctl("wallet", "show", str(uuid.uuid4()))
     assert down.exit_code == 1
     assert "cannot reach the database" in down.output
+
+
+def test_a_missing_database_is_called_missing_with_how_to_create_it(databases, monkeypatch):
+    name = f"walletpipe_absent_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DATABASE_URL", databases.admin.rsplit("/", 1)[0] + f"/{name}")
+    for command in (["wallet", "show", str(uuid.uuid4())], ["db", "upgrade"]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 1
+        assert f"the database {name} does not exist" in result.output
+        assert "createdb -h " in result.output
+        assert f" {name}`" in result.output
+        assert "walletctl db upgrade" in result.output
+        assert "cannot reach" not in result.output
 
 
 def test_an_unmigrated_database_points_to_db_upgrade(databases, monkeypatch):
@@ -234,16 +249,22 @@ def test_plans_are_listed_and_set(walletctl):
     ]
     result = walletctl(
         "plan", "set", "gpu", "--name", "GPU", "--vcpus", "16", "--memory-gb", "64",
-        "--monthly-price", "4999.99", "--currency", "ZAR",
+        "--monthly-price-minor", "499999", "--currency", "ZAR",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert output(result)["monthly_price_minor"] == 499999
-    bad = walletctl(
+    old_spelling = walletctl(
         "plan", "set", "gpu", "--name", "GPU", "--vcpus", "16", "--memory-gb", "64",
-        "--monthly-price", "49.999", "--currency", "ZAR",
+        "--monthly-price", "4999.99", "--currency", "ZAR",
     )  # fmt: skip
-    assert bad.exit_code == 1
-    assert "major units" in bad.output
+    assert old_spelling.exit_code == 2
+    assert "--monthly-price-minor" in old_spelling.output
+    assert output(walletctl("plan", "list"))["plans"][-1]["monthly_price_minor"] == 499999
+    fraction = walletctl(
+        "plan", "set", "gpu", "--name", "GPU", "--vcpus", "16", "--memory-gb", "64",
+        "--monthly-price-minor", "49.99", "--currency", "ZAR",
+    )  # fmt: skip
+    assert fraction.exit_code == 2
 
 
 def test_resellers_and_burn_from_the_command_line(walletctl):
@@ -257,3 +278,63 @@ def test_resellers_and_burn_from_the_command_line(walletctl):
     wallet = output(walletctl("wallet", "create", "--owner", "shop-1", "--currency", "ZAR"))["id"]
     burn = output(walletctl("wallet", "burn", wallet))
     assert (burn["burn_minor_per_month"], burn["hours_to_zero"]) == (0, None)
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        ["--json", "wallet", "show", "{wallet}"],
+        ["wallet", "--json", "show", "{wallet}"],
+        ["wallet", "show", "--json", "{wallet}"],
+        ["wallet", "show", "{wallet}", "--json"],
+    ],
+)
+def test_json_works_anywhere_on_the_command_line(fresh_database_url, monkeypatch, position):
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    runner = CliRunner()
+    created = runner.invoke(
+        cli, ["wallet", "create", "--owner", "acme", "--currency", "ZAR", "--json"]
+    )
+    wallet = json.loads(created.output)["id"]
+    shown = runner.invoke(cli, [arg.format(wallet=wallet) for arg in position])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["id"] == wallet
+
+
+def test_every_command_takes_json(walletctl):
+    def leaves(command, path):
+        subcommands = getattr(command, "commands", None)
+        if not subcommands:
+            yield path, command
+        for name, sub in (subcommands or {}).items():
+            yield from leaves(sub, [*path, name])
+
+    found = list(leaves(cli, []))
+    assert [" ".join(path) for path, _ in found] == [
+        "db upgrade", "wallet create", "wallet show", "wallet burn", "adjust", "verify",
+        "webhook send", "token", "scheduler", "relay", "dlq list", "dlq replay",
+        "contact set", "contact show", "contact remove", "plan set", "plan list",
+        "owner set", "owner show",
+    ]  # fmt: skip
+    for path, command in found:
+        assert "--json" in {opt for param in command.params for opt in param.opts}, path
+
+
+def test_text_output_says_the_unit_of_every_amount(fresh_database_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    runner = CliRunner()
+    created = runner.invoke(
+        cli, ["--json", "wallet", "create", "--owner", "a", "--currency", "ZAR"]
+    )
+    wallet = json.loads(created.output)["id"]
+    credited = runner.invoke(
+        cli, ["adjust", "--wallet", wallet, "--credit", "1750", "--reason", "x"]
+    )
+    assert "balance now 1750 minor units, available 1750 minor units" in credited.output
+    shown = runner.invoke(cli, ["wallet", "show", wallet]).output
+    assert "balance   1750 minor units (17.50 ZAR)" in shown
+    assert "held      0 minor units (0.00 ZAR)" in shown
+    plans = runner.invoke(cli, ["plan", "list"]).output
+    assert "15000 minor units of ZAR a month (150.00 ZAR" in plans
+    burn = runner.invoke(cli, ["wallet", "burn", wallet]).output
+    assert "burns 0 minor units (0.00 ZAR) a month" in burn

@@ -55,9 +55,13 @@ def adjust(
             balance = wallet_balance(get_wallet(session, wallet_id))
     except CommandFailed as exc:
         if isinstance(exc.__cause__, InsufficientFunds):
+            with ctx.transaction() as session:
+                shown = wallet_balance(get_wallet(session, wallet_id))
             raise CommandFailed(
                 f"wallet {wallet_id} cannot cover a debit of {amount} minor units: "
-                "check `walletctl wallet show` for the available balance."
+                f"{shown.available_minor} minor units of {shown.currency} are available "
+                f"(balance {shown.balance_minor}, held {shown.held_minor}, "
+                f"overdraft limit {shown.overdraft_limit_minor})."
             ) from exc
         raise
     ctx.emit(
@@ -72,5 +76,6 @@ def adjust(
         },
         f"{'already applied' if applied.replayed else 'applied'}: {direction} of {amount} "
         f"minor units to wallet {wallet_id} (transfer {applied.transfer.id}); "
-        f"balance now {balance.balance_minor}, available {balance.available_minor}",
+        f"balance now {balance.balance_minor} minor units, "
+        f"available {balance.available_minor} minor units",
     )

@@ -6,7 +6,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from ledger.migrate import current_revision, upgrade
-from walletctl.context import CommandFailed, Context, pass_context
+from walletctl.context import Context, pass_context
 
 
 @click.group()
@@ -23,10 +23,7 @@ def upgrade_command(ctx: Context) -> None:
         upgrade(ctx.engine)
         after = current_revision(ctx.engine)
     except OperationalError as exc:
-        raise CommandFailed(
-            f"cannot reach the database at {ctx.database}: start PostgreSQL (`make services`), "
-            "create the database (`createdb walletpipe`), or set DATABASE_URL."
-        ) from exc
+        raise ctx.unavailable(exc, then="run `walletctl db upgrade` again") from exc
     ctx.emit(
         {"database": ctx.database, "from": before, "to": after},
         f"{ctx.database}: schema at {after}" + ("" if before == after else f" (was {before})"),

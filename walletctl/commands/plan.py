@@ -7,7 +7,7 @@ import re
 import click
 
 from ledger.models import Plan
-from ledger.money import Money
+from ledger.money import AMOUNT_MINOR_MAX, Money
 from ledger.plan import (
     HOURS_PER_MONTH,
     PlanSpec,
@@ -26,8 +26,9 @@ def _line(plan: Plan) -> str:
     first_hour = price_of_hours(plan.monthly_price_minor, 1, 1)
     return (
         f"{plan.id:<12} {plan.name:<12} {plan.vcpus:>3} vCPU {plan.memory_gb:>4} GB"
-        f"  {plan.currency} {month:>10} a month ({HOURS_PER_MONTH} h; first hour {first_hour}"
-        f" minor){'' if plan.active else '  retired'}"
+        f"  {plan.monthly_price_minor:>9} minor units of {plan.currency} a month"
+        f" ({month} {plan.currency}; {HOURS_PER_MONTH} h; first hour {first_hour} minor units)"
+        f"{'' if plan.active else '  retired'}"
     )
 
 
@@ -42,10 +43,13 @@ def plan() -> None:
 @click.option("--vcpus", type=click.IntRange(min=1), required=True)
 @click.option("--memory-gb", type=click.IntRange(min=1), required=True)
 @click.option(
-    "--monthly-price",
-    required=True,
-    help=f"Major units for a month of {HOURS_PER_MONTH} hours, e.g. 150.00.",
+    "--monthly-price-minor",
+    type=click.IntRange(1, AMOUNT_MINOR_MAX),
+    help=f"Price of a month of {HOURS_PER_MONTH} hours in minor units, e.g. 15000 for 150.00.",
 )
+# The old spelling took major units; it is refused with the new one's name rather than
+# silently read a hundred times too low or too high.
+@click.option("--monthly-price", "major_price", hidden=True)
 @click.option("--currency", required=True, help="ISO 4217 code, for example ZAR.")
 @click.option("--retired", is_flag=True, help="New requests for it are rejected.")
 @pass_context
@@ -55,15 +59,23 @@ def set_(
     name: str,
     vcpus: int,
     memory_gb: int,
-    monthly_price: str,
+    monthly_price_minor: int | None,
+    major_price: str | None,
     currency: str,
     retired: bool,
 ) -> None:
     """Create or change a plan; running resources keep the price they were approved at."""
+    if major_price is not None:
+        raise click.UsageError(
+            "--monthly-price (major units) is now --monthly-price-minor, in minor units like "
+            "every amount walletctl takes: 150.00 ZAR is --monthly-price-minor 15000."
+        )
+    if monthly_price_minor is None:
+        raise click.UsageError("give --monthly-price-minor N (minor units, 15000 for 150.00).")
     if not re.fullmatch(_PLAN_ID, plan_id):
-        raise CommandFailed("a plan id is 1 to 64 of a-z, 0-9, _ and -, like 'small'.")
+        raise CommandFailed("a plan id is 1 to 64 of a-z, 0-9, _ and -, like small.")
     try:
-        price = Money.parse(monthly_price, currency.upper())
+        price = Money(monthly_price_minor, currency.upper())
         with ctx.transaction() as session:
             row = set_plan(
                 session,
@@ -80,7 +92,7 @@ def set_(
             data, text = describe(row), _line(row)
     except ValueError as exc:
         raise CommandFailed(
-            f"{exc}; give a name of 1 to 255 characters and the price in major units, like 150.00."
+            f"{exc}; give a name of 1 to 255 characters and an ISO 4217 currency like ZAR."
         ) from exc
     ctx.emit(data, text)
 

@@ -25,17 +25,21 @@ def describe(balance: WalletBalance) -> tuple[dict[str, Any], str]:
         "overdraft_limit_minor": balance.overdraft_limit_minor,
     }
 
-    def major(amount_minor: int) -> str:
-        sign = "-" if amount_minor < 0 else ""
-        return sign + Money(abs(amount_minor), balance.currency).format_major()
+    lines = [f"wallet {balance.wallet_id} (owner {balance.owner_id})"]
+    for label, amount_minor in (
+        ("balance", balance.balance_minor),
+        ("available", balance.available_minor),
+        ("held", balance.held_minor),
+    ):
+        lines.append(f"  {label:<9} {amount(amount_minor, balance.currency)}")
+    return data, "\n".join(lines)
 
-    text = (
-        f"wallet {balance.wallet_id} (owner {balance.owner_id})\n"
-        f"  balance   {major(balance.balance_minor)} {balance.currency}\n"
-        f"  available {major(balance.available_minor)} {balance.currency}\n"
-        f"  held      {major(balance.held_minor)} {balance.currency}"
-    )
-    return data, text
+
+def amount(amount_minor: int, currency: str) -> str:
+    """An amount as the API gives it, in minor units, with its unit and the major reading."""
+    sign = "-" if amount_minor < 0 else ""
+    major = Money(abs(amount_minor), currency).format_major()
+    return f"{amount_minor} minor units ({sign}{major} {currency})"
 
 
 @click.group()
@@ -84,6 +88,6 @@ def burn(ctx: Context, wallet_id: uuid.UUID) -> None:
         get_wallet(session, wallet_id)
         found = burn_rate(session, wallet_id)
     data = found.as_dict()
-    monthly = Money(found.burn_minor_per_month, found.currency).format_major()
+    monthly = amount(found.burn_minor_per_month, found.currency)
     lasts = "nothing burns" if found.hours_to_zero is None else f"{found.hours_to_zero} h to zero"
-    ctx.emit(data, f"wallet {wallet_id}: {found.currency} {monthly} a month; {lasts}")
+    ctx.emit(data, f"wallet {wallet_id}: burns {monthly} a month; {lasts}")

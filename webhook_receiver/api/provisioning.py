@@ -23,7 +23,11 @@ from webhook_receiver.auth import requires
 from webhook_receiver.services import services
 from workers.jobs import DECIDE_PROVISIONING
 
-PLAN = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}
+PLAN = {
+    "type": "string",
+    "pattern": "^[a-z0-9_-]{1,64}$",
+    "description": "a plan id: 1 to 64 of a-z, 0-9, _ and -",
+}
 CREATE = body_schema({"wallet_id": ID, "resource_id": TEXT_ID, "plan": PLAN})
 EMPTY = body_schema({})
 

@@ -29,7 +29,9 @@ def create(session: Session) -> tuple[dict[str, Any], int]:
     body = json_body(CREATE_TOPUP)
     if body["gateway"] not in services().adapters:
         configured = ", ".join(sorted(services().adapters)) or "none"
-        raise Unprocessable(f"gateway {body['gateway']!r} is not configured here ({configured})")
+        raise Unprocessable(
+            f'gateway "{body["gateway"]}" is not configured here (configured: {configured})'
+        )
     wallet = visible_wallet(session, uuid.UUID(body["wallet_id"]))
     row = create_topup(
         session, wallet_id=wallet.id, amount_minor=body["amount_minor"], gateway=body["gateway"]

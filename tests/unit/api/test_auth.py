@@ -116,7 +116,7 @@ class TestHs256:
     @pytest.mark.parametrize("missing", ["exp", "sub"])
     def test_exp_and_sub_are_required(self, missing):
         detail = refused(make_app(HS256), hs256(**{missing: None}))
-        assert repr(missing) in detail
+        assert f"the token has no {missing} claim" in detail
 
     @pytest.mark.parametrize(
         ("claim", "value"),
@@ -145,9 +145,9 @@ class TestAudienceAndIssuer:
         ("overrides", "said"),
         [
             ({"aud": "another-service", "iss": "https://idp.example"}, "audience"),
-            ({"iss": "https://idp.example"}, "'aud'"),
+            ({"iss": "https://idp.example"}, "no aud claim"),
             ({"aud": "walletpipe", "iss": "https://evil.example"}, "issuer"),
-            ({"aud": "walletpipe"}, "'iss'"),
+            ({"aud": "walletpipe"}, "no iss claim"),
         ],
     )
     def test_a_mismatch_or_absence_is_refused(self, overrides, said):
@@ -231,7 +231,7 @@ class TestScopes:
         app = make_app(HS256, scope="orders:write")
         response = ping(app, bearer(hs256(scope="wallets:read wallets:write")))
         assert response.status_code == 403
-        assert "'orders:write'" in response.get_json()["detail"]
+        assert "lacks the orders:write scope" in response.get_json()["detail"]
 
     @pytest.mark.parametrize("scope", sorted(SCOPES))
     def test_admin_implies_every_scope(self, scope):

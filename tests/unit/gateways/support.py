@@ -7,7 +7,6 @@ import base64
 import datetime as dt
 import json
 import logging
-import os
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -17,7 +16,6 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -56,24 +54,17 @@ def request(
     return RawRequest(body=body, headers=normalised, remote_addr=remote_addr)
 
 
+VECTORS_DIR = Path(__file__).resolve().parents[2] / "data" / "vectors"
+
+
 def without(headers: Mapping[str, str], name: str) -> dict[str, str]:
     """`headers` less the one called `name` (any case)."""
     return {k: v for k, v in headers.items() if k.lower() != name.lower()}
 
 
 def vectors_dir() -> Path:
-    """The shared vectors: WALLETPIPE_VECTORS_DIR, else ../shared/vectors beside the repo.
-
-    Missing, the calling test skips locally and fails in CI, where it must never go untested.
-    """
-    default = Path(__file__).resolve().parents[3] / ".." / "shared" / "vectors"
-    path = Path(os.environ.get("WALLETPIPE_VECTORS_DIR", default))
-    if not path.is_dir():
-        message = f"gateway vectors not found at {path}; set WALLETPIPE_VECTORS_DIR"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return path
+    """The gateways' public signature vectors, kept in tests/data/vectors (see its README)."""
+    return VECTORS_DIR
 
 
 def load_vector(name: str) -> dict[str, Any]:
