@@ -461,13 +461,22 @@ def read_inbox(db: psycopg.Connection, tag: str) -> Inbox:
 
 
 def drain(db: psycopg.Connection, tag: str, bound_s: float) -> Inbox:
-    """The scenario's inbox once its backlog is empty, or once `bound_s` has passed."""
+    """The scenario's inbox once its backlog is empty and every notification is delivered,
+    or once `bound_s` has passed."""
     deadline = time.monotonic() + bound_s
     while True:
         inbox = read_inbox(db, tag)
-        if inbox.backlog == 0 or time.monotonic() > deadline:
+        if (inbox.backlog == 0 and undelivered(db) == 0) or time.monotonic() > deadline:
             return inbox
         time.sleep(POLL_S)
+
+
+def undelivered(db: psycopg.Connection) -> int:
+    row = db.execute(
+        "SELECT count(*) FROM outbox_events WHERE delivered_at IS NULL AND failed_at IS NULL"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 class Meter:

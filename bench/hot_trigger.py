@@ -83,7 +83,9 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in scripts}
     for _ in range(args.rounds):
         for name, script in scripts.items():
-            rates[name].append(pgbench(BENCH_DATABASE_URL, script, args.clients, args.seconds) * args.batch)
+            rates[name].append(
+                pgbench(BENCH_DATABASE_URL, script, args.clients, args.seconds) * args.batch
+            )
     print(
         f"database {make_url(libpq(BENCH_DATABASE_URL)).database}, {args.clients} clients, batches of"
         f" {args.batch} transfers to one wallet, {args.rounds} rounds of {args.seconds:g} s"
