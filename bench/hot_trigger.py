@@ -87,8 +87,8 @@ def main() -> None:
                 pgbench(BENCH_DATABASE_URL, script, args.clients, args.seconds) * args.batch
             )
     print(
-        f"database {make_url(libpq(BENCH_DATABASE_URL)).database}, {args.clients} clients, batches of"
-        f" {args.batch} transfers to one wallet, {args.rounds} rounds of {args.seconds:g} s"
+        f"database {make_url(libpq(BENCH_DATABASE_URL)).database}, {args.clients} clients,"
+        f" batches of {args.batch} transfers, {args.rounds} rounds of {args.seconds:g} s"
     )
     for name, found in rates.items():
         rounds = ", ".join(f"{rate:.0f}" for rate in found)
