@@ -64,7 +64,7 @@ _CLAIM_ONLY = text(_CLAIM.format(only="AND id = ANY(CAST(:only AS bigint[]))"))
 _LOCK_TOPUPS = text(
     """
     SELECT t.id, t.wallet_id, t.gateway, t.currency, t.amount_minor, t.status,
-           c.id AS claimed_by
+           b.payment_id, c.id AS claimed_by
     FROM topups t
     JOIN unnest(CAST(:topup_ids AS uuid[]), CAST(:gateways AS text[]),
                 CAST(:payment_ids AS text[])) AS b(topup_id, gateway, payment_id)
@@ -185,11 +185,12 @@ def _split(session: Session, claimed: list[_Claimed]) -> tuple[list[_Capture], l
         and event.payment_id is not None
         and (topup_id := _topup_id(event.reference)) is not None
     }
-    topups: dict[uuid.UUID, Any] = {}
+    # By top-up and the payment that names it: two events may name one top-up.
+    topups: dict[tuple[uuid.UUID, str | None], Any] = {}
     if candidates:
         named = [event for event in claimed if event.id in candidates]
         topups = {
-            row.id: row
+            (row.id, row.payment_id): row
             for row in session.connection().execute(
                 _LOCK_TOPUPS,
                 {
@@ -204,7 +205,8 @@ def _split(session: Session, claimed: list[_Claimed]) -> tuple[list[_Capture], l
     taken_topups: set[uuid.UUID] = set()
     taken_payments: set[tuple[str, str | None]] = set()
     for event in claimed:
-        topup = topups.get(candidates.get(event.id))  # type: ignore[arg-type]
+        topup_id = candidates.get(event.id)
+        topup = topups.get((topup_id, event.payment_id)) if topup_id else None
         payment = (event.gateway, event.payment_id)
         if (
             topup is None
