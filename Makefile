@@ -4,10 +4,13 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-export DATABASE_URL ?= postgresql://localhost/walletpipe
-export TEST_DATABASE_URL ?= postgresql://localhost/walletpipe_test
-export BROKER_URL ?= redis://localhost:6379/0
+# DATABASE_URL, TEST_DATABASE_URL, BROKER_URL and TEST_BROKER_URL: the environment's, else this
+# tree's own names (ledger/local_names.py). scripts/services.py finds, starts or brings the
+# servers and hands the commands below the URLs that reach them.
+SERVICES := $(BIN)/python scripts/services.py
+export HOST ?= 127.0.0.1
 export PORT ?= 8000
+WORKER_METRICS_PORT ?= 9191
 export LOG_FORMAT ?= text
 # Local development secrets, so `walletctl webhook send` works against `make run` out of the
 # box. The code has no default secrets; production sets its own.
@@ -20,34 +23,42 @@ export PAYFAST_PASSPHRASE ?= payfast-local-development
 export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
-.PHONY: run test install services migrate lint typecheck imports pytest openapi bench-ledger bench-receiver bench-e2e clean
+.PHONY: run test test-bundled install services services-stop migrate lint typecheck imports pytest \
+	openapi bench-ledger bench-receiver bench-e2e clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 install: $(BIN)/.installed
 
-services:
-	@bash scripts/services.sh
+# Up and kept (bundled servers included) until `make services-stop`; prints `export` lines,
+# so `eval "$$(make -s services)"` points a shell at them.
+services: install
+	@$(SERVICES) up
 
-migrate: install services
-	$(BIN)/walletctl db upgrade
+services-stop: install
+	@$(SERVICES) down
+
+migrate: install
+	@$(SERVICES) run -- walletctl db upgrade
 
 # Metrics: every gunicorn process counts into one directory, emptied at each start; the
-# worker's Dramatiq exporter listens on 9191.
+# worker's Dramatiq exporter listens on WORKER_METRICS_PORT.
 RUN_METRICS := $(CURDIR)/.run/metrics
 
-run: migrate
-	@echo "walletpipe: web on http://127.0.0.1:$(PORT) (GET /healthz); Ctrl-C stops everything"
-	rm -rf $(RUN_METRICS) && mkdir -p $(RUN_METRICS)/web $(RUN_METRICS)/worker
-	PATH="$(CURDIR)/$(BIN):$$PATH" PROMETHEUS_MULTIPROC_DIR=$(RUN_METRICS)/web \
-	  dramatiq_prom_port=9191 dramatiq_prom_host=127.0.0.1 dramatiq_prom_db=$(RUN_METRICS)/worker \
-	  $(BIN)/honcho start -f Procfile $$(grep -oE '^[a-z]+' Procfile | grep -v '^release$$')
+run: install
+	@rm -rf $(RUN_METRICS) && mkdir -p $(RUN_METRICS)/web $(RUN_METRICS)/worker
+	@PROMETHEUS_MULTIPROC_DIR=$(RUN_METRICS)/web dramatiq_prom_port=$(WORKER_METRICS_PORT) \
+	  dramatiq_prom_host=127.0.0.1 dramatiq_prom_db=$(RUN_METRICS)/worker \
+	  $(SERVICES) run -- sh -c 'walletctl db upgrade && \
+	    echo "walletpipe: web on http://$$HOST:$$PORT (GET /healthz), worker metrics on" \
+	      "http://127.0.0.1:$$dramatiq_prom_port; Ctrl-C stops everything" && \
+	    exec python scripts/procfile.py web worker scheduler'
 
-test: install services lint typecheck imports pytest
+test: install lint typecheck imports pytest
 
 lint: install
 	$(BIN)/ruff check .
@@ -59,24 +70,28 @@ typecheck: install
 imports: install
 	$(BIN)/lint-imports
 
-pytest: install services
-	$(BIN)/pytest --cov --cov-report=term
+pytest: install
+	@$(SERVICES) run -- pytest --cov --cov-report=term
+
+# The migrations and the whole suite on the bundled PostgreSQL and Redis, whatever the machine has.
+test-bundled: install
+	@WALLETPIPE_SERVICES=bundled $(SERVICES) run -- sh -c 'walletctl db upgrade && pytest'
 
 # docs/openapi.json: what GET /openapi.json serves with every gateway configured; a test keeps
 # the two equal, so run this after changing the API.
 openapi: install
 	$(BIN)/python scripts/openapi.py
 
-bench-ledger: install services
-	$(BIN)/python bench/ledger_apply.py
+bench-ledger: install
+	@$(SERVICES) run -- python bench/ledger_apply.py
 
-bench-receiver: install services
+bench-receiver: install
 	@command -v wrk >/dev/null || { echo "bench-receiver needs wrk: apt-get install -y wrk"; exit 1; }
-	$(BIN)/python bench/receiver.py
+	@$(SERVICES) run -- python bench/receiver.py
 
-bench-e2e: install services
+bench-e2e: install
 	@command -v wrk >/dev/null || { echo "bench-e2e needs wrk: apt-get install -y wrk"; exit 1; }
-	$(BIN)/python bench/e2e.py
+	@$(SERVICES) run -- python bench/e2e.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

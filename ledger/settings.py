@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-DEFAULT_DATABASE_URL = "postgresql://localhost/walletpipe"
+from ledger.local_names import default_database_url
 
 
 @dataclass(frozen=True)
 class LedgerSettings:
     """Where the ledger's PostgreSQL lives and how many connections a process may hold."""
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default_factory=default_database_url)
     pool_size: int = 5
 
     @classmethod
@@ -27,7 +27,7 @@ class LedgerSettings:
         if not 1 <= pool_size <= 200:
             raise ValueError("DATABASE_POOL_SIZE must be between 1 and 200")
         return cls(
-            database_url=environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL, pool_size=pool_size
+            database_url=environ.get("DATABASE_URL") or default_database_url(), pool_size=pool_size
         )
 
 

@@ -14,11 +14,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import make_engine, make_session_factory
+from ledger.local_names import default_test_broker_url, default_test_database_url
 from ledger.migrate import upgrade
 
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://localhost/walletpipe_test")
+# This tree's own names unless the environment gives them (ledger/local_names.py).
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or default_test_database_url()
 # A database index of its own, so tests never feed the workers of a running `make run`.
-TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "redis://localhost:6379/14")
+TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL") or default_test_broker_url()
 # workers.broker binds its broker when first imported, by whichever test module imports it
 # first: make that the test broker too, never BROKER_URL of the shell that runs the tests.
 os.environ["BROKER_URL"] = TEST_BROKER_URL

@@ -3,6 +3,8 @@
 import os
 from typing import Any
 
+# Every interface by default, as platforms that set only PORT expect; `make run` sets HOST to
+# 127.0.0.1, since /metrics asks for no credentials.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
 # Threads, because a request spends its time waiting on PostgreSQL's commit and the broker;
 # processes, because Python holds one core per process. Two processes a core with four threads

@@ -20,6 +20,8 @@ from typing import Literal, TypeVar, cast
 
 import limits
 
+from ledger.local_names import default_broker_url, default_database_url
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PaypalVerifyMode = Literal["offline", "postback"]
 
@@ -58,9 +60,9 @@ class ReceiverSettings:
     Build it with `from_env()`; tests may construct it directly with keyword arguments.
     """
 
-    database_url: str = "postgresql://localhost/walletpipe"
+    database_url: str = field(default_factory=default_database_url)
     database_pool_size: int = 5
-    broker_url: str = "redis://localhost:6379/0"
+    broker_url: str = field(default_factory=default_broker_url)
     razorpay_webhook_secrets: tuple[str, ...] = _secret()
     stripe_webhook_secrets: tuple[str, ...] = _secret()
     yoco_webhook_secrets: tuple[str, ...] = _secret()
@@ -120,9 +122,9 @@ class ReceiverSettings:
                 raise ValueError(f"{name}: {exc}") from None
 
         return cls(
-            database_url=text("DATABASE_URL", cls.database_url),
+            database_url=text("DATABASE_URL", default_database_url()),
             database_pool_size=parsed("DATABASE_POOL_SIZE", "5", _bounded_int(1, 200)),
-            broker_url=text("BROKER_URL", cls.broker_url),
+            broker_url=text("BROKER_URL", default_broker_url()),
             razorpay_webhook_secrets=_split(environ.get("RAZORPAY_WEBHOOK_SECRET", "")),
             stripe_webhook_secrets=_split(environ.get("STRIPE_WEBHOOK_SECRET", "")),
             yoco_webhook_secrets=parsed("YOCO_WEBHOOK_SECRET", "", _standard_webhooks_secrets),

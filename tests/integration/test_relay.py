@@ -119,11 +119,18 @@ def test_only_one_scheduler_leads_and_a_standby_takes_over(database_url, broker_
 
 
 def leader_locks(database_url):
-    """How many sessions hold the scheduler's leader lock."""
+    """How many sessions hold the scheduler's leader lock in this database.
+
+    Advisory locks are per database, and other databases on the server (other tests', other
+    trees') have schedulers of their own: count only this database's lock on the full key.
+    """
     with psycopg.connect(database_url) as connection:
         found = connection.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
-            (LEADER_LOCK_KEY & 0xFFFFFFFF,),
+            "SELECT count(*) FROM pg_locks"
+            " WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid = %s AND objid = %s AND objsubid = 1",
+            (LEADER_LOCK_KEY >> 32, LEADER_LOCK_KEY & 0xFFFFFFFF),
         ).fetchone()
     return found[0]
 

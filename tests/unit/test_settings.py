@@ -1,7 +1,8 @@
 import pytest
 
 from ledger.db import normalise_url
-from ledger.settings import DEFAULT_DATABASE_URL, LedgerSettings
+from ledger.local_names import default_database_url
+from ledger.settings import LedgerSettings
 
 
 @pytest.mark.parametrize(
@@ -21,8 +22,14 @@ def test_other_databases_are_refused():
         normalise_url("mysql://localhost/walletpipe")
 
 
-def test_settings_default_to_the_local_database():
-    assert LedgerSettings.from_env({}).database_url == DEFAULT_DATABASE_URL
+def test_settings_default_to_this_trees_local_database():
+    assert LedgerSettings.from_env({}).database_url == default_database_url()
+    assert LedgerSettings().database_url == default_database_url()
+
+
+def test_an_explicit_database_url_wins():
+    url = "postgresql://db.internal/ledger"
+    assert LedgerSettings.from_env({"DATABASE_URL": url}).database_url == url
 
 
 def test_bad_pool_size_names_the_variable():

@@ -6,15 +6,16 @@ import ipaddress
 
 import pytest
 
+from ledger.local_names import default_broker_url, default_database_url
 from webhook_receiver.settings import PAYFAST_NETWORKS_DEFAULT, ReceiverSettings
 
 
 def test_an_empty_environment_gives_local_defaults_and_no_gateway_secrets() -> None:
     settings = ReceiverSettings.from_env({})
 
-    assert settings.database_url == "postgresql://localhost/walletpipe"
+    assert settings.database_url == default_database_url()
     assert settings.database_pool_size == 5
-    assert settings.broker_url == "redis://localhost:6379/0"
+    assert settings.broker_url == default_broker_url()
     assert settings.webhook_tolerance_s == 300
     assert settings.max_content_length == 262_144
     assert settings.trusted_proxy_count == 0
