@@ -95,13 +95,25 @@ class InboxWriter:
         return request.recorded
 
     def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            if batch:
-                self._write(batch)
-            self._ring_if_due()
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                if batch:
+                    self._write(batch)
+                self._ring_if_due()
+        except Exception:
+            # Never leave requests waiting on a writer that is gone: the next one starts anew.
+            logger.exception("The inbox writer stopped; the next request starts another.")
+            with self._wakeup:
+                self._thread = None
+                self._close()
+                if self._pending:
+                    self._thread = threading.Thread(
+                        target=self._run, name="inbox-writer", daemon=True
+                    )
+                    self._thread.start()
 
     def _next_batch(self) -> list[_Request] | None:
         """The requests to store next ([] when only a held-back ring is due); None to exit."""
@@ -136,50 +148,58 @@ class InboxWriter:
             return batch
 
     def _write(self, batch: list[_Request]) -> None:
-        events = [event for request in batch for event in request.events]
         try:
-            connection = self._connect()
-            try:
-                with connection.transaction():
-                    recorded = record_many(connection, events)
-                offset = 0
-                for request in batch:
-                    request.recorded = recorded[offset : offset + len(request.events)]
-                    offset += len(request.events)
-            except psycopg.OperationalError:
-                raise
-            except Exception:
-                # Rolled back whole: store each request on its own, so that only the one the
-                # database refuses goes without.
-                logger.warning(
-                    "A batch of %d inbox rows was refused; storing its %d requests one by one.",
-                    len(events),
-                    len(batch),
-                    exc_info=True,
-                )
-                for request in batch:
-                    try:
-                        with connection.transaction():
-                            request.recorded = record_many(connection, request.events)
-                    except psycopg.OperationalError:
-                        raise
-                    except Exception:
-                        logger.exception("The database refused a webhook's inbox rows.")
-        except psycopg.OperationalError:
-            # A request's outcome is set only once its COMMIT is done: those without one
-            # answer 503, and nothing of theirs remains.
+            self._store(batch)
+        except Exception:
+            # The connection failed (or worse): a request's outcome is set only once its
+            # COMMIT is done, so those without one answer 503, and nothing of theirs remains.
             logger.warning("The inbox could not be written.", exc_info=True)
             self._close()
         stored = [request for request in batch if request.recorded is not None]
-        if stored:
-            self._on_commit(sum(len(request.events) for request in stored))
-        if any(r.outcome is Outcome.NEW for request in stored for r in request.recorded or ()):
-            self._ring_wanted = True
-            # Before the answers when it is due, so a request answered 2xx has rung; a ring
-            # held back by the interval goes out when the interval ends.
-            self._ring_if_due()
+        try:
+            if stored:
+                self._on_commit(sum(len(request.events) for request in stored))
+            if any(r.outcome is Outcome.NEW for request in stored for r in request.recorded or ()):
+                self._ring_wanted = True
+                # Before the answers when it is due, so a request answered 2xx has rung; a
+                # ring held back by the interval goes out when the interval ends.
+                self._ring_if_due()
+        except Exception:  # the rows are committed: a metric or a ring is not worth an answer
+            logger.exception("A callback of the inbox writer failed.")
+        finally:
+            for request in batch:
+                request.done.set()
+
+    def _store(self, batch: list[_Request]) -> None:
+        connection = self._connect()
+        events = [event for request in batch for event in request.events]
+        try:
+            with connection.transaction():
+                recorded = record_many(connection, events)
+        except psycopg.OperationalError:
+            raise
+        except Exception:
+            # Rolled back whole: store each request on its own, so that only the one the
+            # database refuses goes without.
+            logger.warning(
+                "A batch of %d inbox rows was refused; storing its %d requests one by one.",
+                len(events),
+                len(batch),
+                exc_info=True,
+            )
+            for request in batch:
+                try:
+                    with connection.transaction():
+                        request.recorded = record_many(connection, request.events)
+                except psycopg.OperationalError:
+                    raise
+                except Exception:
+                    logger.exception("The database refused a webhook's inbox rows.")
+            return
+        offset = 0
         for request in batch:
-            request.done.set()
+            request.recorded = recorded[offset : offset + len(request.events)]
+            offset += len(request.events)
 
     def _ring_if_due(self) -> None:
         if self._ring_wanted and time.monotonic() >= self._rung_at + self._doorbell_interval_s:

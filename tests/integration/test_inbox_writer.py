@@ -161,3 +161,23 @@ def test_rings_are_held_back_within_the_interval_and_sent_when_it_ends(database_
     while recorder.rings < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert recorder.rings == 2  # one ring for the five held back
+
+
+def test_a_failing_callback_neither_loses_an_answer_nor_stops_the_writer(database_url, sessions):
+    def broken(*_):
+        raise RuntimeError("a defect in a callback")
+
+    writer = InboxWriter(
+        database_url,
+        rows_max=64,
+        wait_ms=0,
+        doorbell_interval_ms=0,
+        ring=broken,
+        on_commit=broken,
+        idle_s=2.0,
+    )
+    first, second = event(), event()
+    # Stored and committed before the callback failed: the request hears its outcome.
+    assert writer.store([first])[0].outcome is Outcome.NEW
+    assert writer.store([second])[0].outcome is Outcome.NEW
+    assert stored(sessions, [first, second]) == 2
