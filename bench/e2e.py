@@ -698,6 +698,8 @@ def main() -> None:
     )
     parser.add_argument("--logs", help="keep the processes' logs here (default: removed)")
     args = parser.parse_args()
+    # A SIGTERM unwinds like Ctrl-C, so the pipeline and the redis-server started here stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if shutil.which("wrk") is None:
         print("bench/e2e.py needs wrk: apt-get install -y wrk", file=sys.stderr)
         raise SystemExit(1)
@@ -710,6 +712,7 @@ def main() -> None:
     print(f"preparing {BENCH_DATABASE_URL}: {args.wallets} wallets, top-ups", flush=True)
     wallets = prepare(BENCH_DATABASE_URL, args.wallets)
     warm_up = create_topups(BENCH_DATABASE_URL, wallets, WARM_UP_EVENTS)
+    chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
     topups = {
         scenario.tag: create_topups(
             BENCH_DATABASE_URL,
@@ -718,7 +721,7 @@ def main() -> None:
             else wallets,
             args.events,
         )
-        for scenario in SCENARIOS
+        for scenario in chosen
     }
     counted_topups = create_topups(BENCH_DATABASE_URL, wallets, args.count_statements)
 
@@ -776,9 +779,7 @@ def main() -> None:
                 raise RuntimeError(f"warm-up did not apply: {warmed}; logs:\n{problems}")
             rss_idle = rss_line(kinds)
             rate = args.rate
-            for scenario in SCENARIOS:
-                if args.only and scenario.name not in args.only:
-                    continue
+            for scenario in chosen:
                 offered = 0.0
                 if scenario.paced:
                     if rate is None:  # half the maximum the pipeline itself just reached
