@@ -734,8 +734,8 @@ def main() -> None:
     raw_before = raw_rate()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()};"
-        f" gunicorn {os.environ.get('WEB_CONCURRENCY', 2 * (os.cpu_count() or 1))} x"
-        f" {os.environ.get('WEB_THREADS', 4)} threads; dramatiq {WORKER_PROCESSES} x"
+        f" gunicorn {os.environ.get('WEB_CONCURRENCY', os.cpu_count() or 1)} x"
+        f" {os.environ.get('WEB_THREADS', 8)} threads; dramatiq {WORKER_PROCESSES} x"
         f" {args.threads} threads; wrk {WRK_THREADS} threads, {args.connections} connections;"
         f" {args.events} events per scenario, spread over {args.wallets} wallets;"
         f" raw: pgbench, {clients} clients, {args.seconds:g} s",

@@ -194,10 +194,10 @@ def main() -> None:
         "STRIPE_WEBHOOK_SECRET": SECRET,
         "PYTHONPATH": str(HERE),
     }
-    workers = env.get("WEB_CONCURRENCY", 2 * (os.cpu_count() or 1))
+    workers = env.get("WEB_CONCURRENCY", os.cpu_count() or 1)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()};"
-        f" gunicorn {workers} workers x {env.get('WEB_THREADS', 4)}"
+        f" gunicorn {workers} workers x {env.get('WEB_THREADS', 8)}"
         f" threads; wrk {WRK_THREADS} threads, {args.connections} connections,"
         f" {args.seconds:g} s per run"
     )

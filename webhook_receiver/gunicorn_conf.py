@@ -6,12 +6,14 @@ from typing import Any
 # Every interface by default, as platforms that set only PORT expect; `make run` sets HOST to
 # 127.0.0.1, since /metrics asks for no credentials.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
-# Threads, because a request spends its time waiting on PostgreSQL's commit and the broker;
-# processes, because Python holds one core per process. Two processes a core with four threads
-# each gave 39% more webhooks/s than two with eight on 2 cores (docs/benchmarks.md).
+# Threads, because a request spends its time waiting for its group commit; one process a core,
+# because the fewer the processes, the more requests each writer's commit serves. Measured on
+# 2 cores (docs/benchmarks.md): one process a core with 8 threads cost 1.6 to 1.9 ms of web
+# CPU per webhook against 2.3 to 2.4 for two a core with 4; gevent, also measured, cost the
+# same as threads and accepted less, and would be one more dependency.
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
-workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
-threads = int(os.environ.get("WEB_THREADS", "4"))
+workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1)))
+threads = int(os.environ.get("WEB_THREADS", "8"))
 timeout = int(os.environ.get("WEB_TIMEOUT_S", "30"))
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT_S", "20"))
 keepalive = 5
