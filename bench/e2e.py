@@ -54,6 +54,7 @@ from sqlalchemy.engine import make_url
 from ledger.account import open_wallet
 from ledger.db import make_engine, make_session_factory
 from ledger.topup import create_topup
+from webhook_receiver import gunicorn_conf
 from webhook_receiver.gateways import ADAPTERS
 
 HERE = Path(__file__).resolve().parent
@@ -734,8 +735,8 @@ def main() -> None:
     raw_before = raw_rate()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()};"
-        f" gunicorn {os.environ.get('WEB_CONCURRENCY', os.cpu_count() or 1)} x"
-        f" {os.environ.get('WEB_THREADS', 8)} threads; dramatiq {WORKER_PROCESSES} x"
+        f" gunicorn {gunicorn_conf.workers} x {gunicorn_conf.threads}"
+        f" {gunicorn_conf.worker_class}; dramatiq {WORKER_PROCESSES} x"
         f" {args.threads} threads; wrk {WRK_THREADS} threads, {args.connections} connections;"
         f" {args.events} events per scenario, spread over {args.wallets} wallets;"
         f" raw: pgbench, {clients} clients, {args.seconds:g} s",
