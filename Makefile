@@ -20,7 +20,7 @@ export PAYFAST_PASSPHRASE ?= payfast-local-development
 export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
-.PHONY: run test install services migrate lint typecheck imports pytest bench-ledger bench-receiver bench-e2e clean
+.PHONY: run test install services migrate lint typecheck imports pytest chaos bench-ledger bench-receiver bench-e2e clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ imports: install
 
 pytest: install services
 	$(BIN)/pytest --cov --cov-report=term
+
+# Exactly-once through a worker SIGKILL, a broker restart and a PostgreSQL restart, on servers
+# of its own (PostgreSQL 15 binaries and redis-server needed); CHAOS_EVENTS sets the size.
+# `make test` runs the same at a small size.
+chaos: install
+	$(BIN)/python -m tests.chaos
 
 bench-ledger: install services
 	$(BIN)/python bench/ledger_apply.py
