@@ -74,6 +74,11 @@ class PrivatePostgres:
         self.log_path = self._dir / "postgres.log"
         atexit.register(self.cleanup)
 
+    @property
+    def directory(self) -> Path:
+        """Where the cluster's data, socket and log live."""
+        return self._dir
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{POSTGRES_USER}@127.0.0.1:{self.port}/{database}"
 
@@ -224,6 +229,14 @@ class PrivateRedis:
 
     def url(self, database: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{database}"
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
 
     def start(self) -> None:
         self._process = subprocess.Popen(self._command, stdout=subprocess.DEVNULL, cwd=self._dir)
