@@ -17,7 +17,6 @@ import logging
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,11 +25,12 @@ from pathlib import Path
 import psycopg
 
 from tests.chaos import checks
-from tests.chaos.client import Api, Delivery, Gateway
+from tests.chaos.client import Api, Gateway
 from tests.chaos.faults import Fault, Faults
-from tests.chaos.plan import ChaosSize, Event, Forgery, Plan, Send, draw
+from tests.chaos.plan import ChaosSize, Event, Plan, draw
 from tests.chaos.processes import Exit, Pipeline
-from tests.chaos.signing import Signed, Signer
+from tests.chaos.signing import Signer
+from tests.chaos.traffic import Traffic
 from tests.e2e.conftest import BIN, process_env
 from tests.servers import PrivatePostgres, PrivateRedis
 
@@ -42,8 +42,6 @@ FAULT_POINTS = {"worker": 0.2, "broker": 0.45, "database": 0.7}
 # The relay re-sends what waits this long, checked this often: recovery in seconds.
 SCHEDULER_OPTIONS = ("--interval-s", "0.5", "--resend-after-s", "2")
 POLL_S = 0.1
-REFUND_WAIT_S = 300
-REFUND_ASK_EVERY_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -86,19 +84,7 @@ class ChaosRun:
         self.logs = logs
         self.plan: Plan = draw(config.size)
         self.report = Report(config)
-        self._deliveries: dict[tuple[int, int], Delivery] = {}
-        self._forged: list[Delivery] = []
-        self._payments: set[tuple[str, str]] = set()
-        self._payments_lock = threading.Lock()
-        self._handed = 0
-        self._handed_lock = threading.Condition()
-        self._sending_over = threading.Event()
-        # How many requests the clients may make before the next fault has begun.
-        self._gate = round(FAULT_POINTS["worker"] * len(self.plan.sends))
-        # Set when the run is cut short: clients stop, waits end.
-        self._abort = threading.Event()
-        self._credited: set[int] = set()  # refunds whose capture is credited
-        self._asked: dict[int, float] = {}  # when each refund's capture was last looked up
+        self._traffic: Traffic | None = None
 
     def run(self) -> Report:
         began = time.monotonic()
@@ -147,35 +133,42 @@ class ChaosRun:
         self._create(Api(pipeline.url, token))
         figures = self.report.figures
         figures["setup_s"] = round(time.monotonic() - began, 1)
-        signer = Signer(env)
         gateway = Gateway(pipeline.url, retry_for_s=self.config.retry_for_s, seed=7)
+        traffic = Traffic(
+            self.plan, gateway, Signer(env), database_url, first_gate=FAULT_POINTS["worker"]
+        )
+        self._traffic = traffic
         faults = Faults(
             pipeline=pipeline,
             database=database,
             broker=broker,
             database_url=database_url,
             gateway=gateway,
-            sign=lambda event: self._sign(event, signer, database_url),
-            attempt=signer.attempt,
-            deliveries=self._deliveries,
+            sign=traffic.sign,
+            attempt=traffic.signer.attempt,
+            deliveries=traffic.deliveries,
             clients=self.config.clients,
-            sending_over=self._sending_over,
+            sending_over=traffic.over,
         )
         sending = time.monotonic()
         fault_errors: list[BaseException] = []
         fault_thread = threading.Thread(
-            target=self._bring_faults, args=(faults, fault_errors), name="faults", daemon=True
+            target=self._bring_faults,
+            args=(faults, traffic, fault_errors),
+            name="faults",
+            daemon=True,
         )
         fault_thread.start()
         try:
-            self._send(gateway, signer, database_url)
+            traffic.run(self.config.clients)
         finally:
             fault_thread.join()
+        self.report.problems += traffic.failures
         sent = time.monotonic()
         if fault_errors:
             self.report.problems.append(f"a fault went wrong: {fault_errors[0]}")
         last_fault = max((f.ended_s for f in self.report.faults), default=sent)
-        drained = self._wait_drained(database_url)
+        drained = self._wait_drained(database_url, traffic)
         figures["sending_s"] = round(sent - sending, 1)
         if drained is None:
             self.report.problems.append(
@@ -208,129 +201,7 @@ class ChaosRun:
         with ThreadPoolExecutor(self.config.clients) as pool:
             list(pool.map(create, range(len(self.plan.topups))))
 
-    def _sign(self, event: Event, signer: Signer, database_url: str) -> Signed:
-        """The event's request, signed when first needed; every copy repeats it."""
-        with event.lock:
-            if event.signed is None:
-                event.signed = (
-                    self._sign_capture(event, signer)
-                    if event.kind == "capture"
-                    else self._sign_refund(event, signer, database_url)
-                )
-            return event.signed
-
-    def _sign_capture(self, event: Event, signer: Signer) -> Signed:
-        # Payment ids are drawn at random by the samples: never let two top-ups share one.
-        while True:
-            signed = signer.capture(
-                event.gateway,
-                amount_minor=event.amount_minor,
-                reference=event.topup.id,
-                event_id=event.event_id(),
-            )
-            with self._payments_lock:
-                key = (event.gateway, str(signed.payment_id))
-                if key not in self._payments:
-                    self._payments.add(key)
-                    return signed
-
-    def _sign_refund(self, event: Event, signer: Signer, database_url: str) -> Signed:
-        """A refund goes out once its capture is credited, as a refund follows a payment."""
-        deadline = time.monotonic() + REFUND_WAIT_S
-        while (payment_id := _credited_payment(database_url, event.topup.id)) is None:
-            if time.monotonic() > deadline or self._abort.is_set():
-                raise TimeoutError(f"the capture of top-up {event.topup.id} was not credited")
-            time.sleep(POLL_S)
-        return signer.refund(
-            event.gateway,
-            payment_id=payment_id,
-            amount_minor=event.amount_minor,
-            reference=event.topup.id,
-            event_id=event.event_id(),
-        )
-
-    def _send(self, gateway: Gateway, signer: Signer, database_url: str) -> None:
-        queue = deque(self.plan.sends)
-        deferred_in_a_row = 0
-
-        def take() -> Send | None:
-            """The next request to make; a refund whose capture is not credited yet waits at
-            the back of the queue, so its client goes on with other events meanwhile."""
-            nonlocal deferred_in_a_row
-            while not self._abort.is_set():
-                with self._handed_lock:
-                    if not queue:
-                        return None
-                    if self._handed >= self._gate:  # the next fault comes first
-                        self._handed_lock.wait(POLL_S)
-                        continue
-                    send = queue.popleft()
-                    if self._ready(send, database_url):
-                        deferred_in_a_row = 0
-                        self._handed += 1
-                        self._handed_lock.notify_all()
-                        return send
-                    queue.append(send)
-                    deferred_in_a_row += 1
-                    nothing_ready = deferred_in_a_row > len(queue)
-                if nothing_ready:
-                    time.sleep(POLL_S)
-            return None
-
-        def client() -> None:
-            while (send := take()) is not None:
-                try:
-                    if isinstance(send.item, Forgery):
-                        self._forged.append(self._forge(gateway, signer, send.item))
-                        continue
-                    signed = self._sign(send.item, signer, database_url)
-                    key = (send.item.number, send.copy)
-                    delivery = self._deliveries.setdefault(key, Delivery())
-                    gateway.deliver(signed.gateway, lambda s=signed: signer.attempt(s), delivery)
-                except Exception as exc:  # the client goes on; the run reports it
-                    logger.exception("A gateway client failed.")
-                    self.report.problems.append(f"a gateway client failed: {exc}")
-
-        threads = [
-            threading.Thread(target=client, name=f"gateway-{n}", daemon=True)
-            for n in range(self.config.clients)
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                thread.join()
-        except BaseException:
-            self._abort.set()
-            raise
-        finally:
-            self._sending_over.set()
-
-    def _ready(self, send: Send, database_url: str) -> bool:
-        """Whether `send` can go out now: anything but a refund of a capture not yet credited."""
-        item = send.item
-        if isinstance(item, Forgery) or item.kind == "capture" or item.number in self._credited:
-            return True
-        now = time.monotonic()
-        if now < self._asked.get(item.number, 0.0) + REFUND_ASK_EVERY_S:
-            return False
-        self._asked[item.number] = now
-        if _credited_payment(database_url, item.topup.id) is None:
-            return False
-        self._credited.add(item.number)
-        return True
-
-    def _forge(self, gateway: Gateway, signer: Signer, forgery: Forgery) -> Delivery:
-        sample = signer.forged(
-            forgery.gateway,
-            forgery.how,
-            amount_minor=forgery.target.amount_minor,
-            reference=forgery.target.id,
-            other_reference=forgery.other.id,
-        )
-        return gateway.deliver(forgery.gateway, lambda: sample, Delivery())
-
-    def _bring_faults(self, faults: Faults, errors: list[BaseException]) -> None:
+    def _bring_faults(self, faults: Faults, traffic: Traffic, errors: list[BaseException]) -> None:
         actions: dict[str, Callable[[Event, Callable[[], None]], Fault]] = {
             "worker": faults.kill_worker_mid_transaction,
             "broker": faults.restart_broker,
@@ -339,34 +210,23 @@ class ChaosRun:
         points = [*list(FAULT_POINTS.values())[1:], 1.0]
         try:
             for (name, action), after in zip(actions.items(), points, strict=True):
-                with self._handed_lock:
-                    while not self._handed_lock.wait_for(
-                        lambda: self._handed >= self._gate, timeout=POLL_S
-                    ):
-                        if self._abort.is_set():
-                            return
+                if not traffic.wait_at_gate():
+                    return
                 logger.info("Fault %s begins.", name)
-                self.report.faults.append(
-                    action(self.plan.probes[name], lambda a=after: self._open_gate(a))
-                )
-                self._open_gate(after)
+                fault = action(self.plan.probes[name], lambda a=after: traffic.open_gate(a))
+                self.report.faults.append(fault)
+                traffic.open_gate(after)
         except BaseException as exc:  # reported as a problem; the run goes on to its checks
             logger.exception("Fault failed.")
             errors.append(exc)
         finally:
-            self._open_gate(1.0)
+            traffic.open_gate(1.0)
 
-    def _open_gate(self, share: float) -> None:
-        """Let the clients send up to `share` of the plan."""
-        with self._handed_lock:
-            self._gate = max(self._gate, round(share * len(self.plan.sends)))
-            self._handed_lock.notify_all()
-
-    def _wait_drained(self, database_url: str) -> float | None:
+    def _wait_drained(self, database_url: str, traffic: Traffic) -> float | None:
         """When every acknowledged event has its inbox row and none is waiting; None on timeout."""
         acknowledged = {
             number
-            for (number, _), delivery in self._deliveries.items()
+            for (number, _), delivery in traffic.deliveries.items()
             if delivery.answers and delivery.final.acknowledged
         }
         deadline = time.monotonic() + self.config.drain_timeout_s
@@ -385,8 +245,11 @@ class ChaosRun:
         return None
 
     def _judge(self, database_url: str, env: dict[str, str], codes: dict[str, int]) -> None:
-        heard = checks.Heard(events={}, forgeries=self._forged)
-        for (number, _), delivery in sorted(self._deliveries.items()):
+        traffic = self._traffic
+        if traffic is None:
+            return
+        heard = checks.Heard(events={}, forgeries=traffic.forged)
+        for (number, _), delivery in sorted(traffic.deliveries.items()):
             heard.events.setdefault(number, []).append(delivery)
         problems = self.report.problems
         problems += checks.answers(self.plan, heard)
@@ -427,15 +290,3 @@ class ChaosRun:
             "answered_duplicate": sum(a.outcome == "duplicate" for a in every),
             "process_exits": ", ".join(f"{e.name}={e.code}" for e in self.report.exits) or "none",
         }
-
-
-def _credited_payment(database_url: str, topup_id: str) -> str | None:
-    try:
-        with psycopg.connect(database_url, connect_timeout=2) as connection:
-            row = connection.execute(
-                "SELECT payment_id FROM topups WHERE id = %s AND status = 'succeeded'",
-                (topup_id,),
-            ).fetchone()
-    except psycopg.OperationalError:
-        return None  # PostgreSQL is restarting; ask again
-    return None if row is None else str(row[0])
