@@ -105,24 +105,12 @@ class Faults:
             delivery = self._deliver(probe)
             if not delivery.final.acknowledged:
                 raise FaultFailed(f"the probe capture was answered {delivery.final.status}")
-            victim = None
             deadline = time.monotonic() + FAULT_TIMEOUT_S
-            while victim is None:
+            while (found := _blocked_worker(observer, holder, pool)) is None:
                 if time.monotonic() > deadline:
                     raise FaultFailed(f"no worker waited on the wallet lock in {FAULT_TIMEOUT_S} s")
                 time.sleep(POLL_S)
-                for backend, port, open_s in observer.execute(
-                    "SELECT pid, client_port, extract(epoch FROM clock_timestamp() - xact_start)"
-                    " FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-                    (holder,),
-                ).fetchall():
-                    victim = victim or _process_with_port(_children(pool), port)
-                    if victim:
-                        detail = (
-                            f"killed worker process {victim} (of pool {pool}) while its"
-                            f" transaction (backend {backend}, open {float(open_s):.2f} s)"
-                            " waited on a wallet it was crediting"
-                        )
+            victim, detail = found
             self._pipeline.expect_exit("worker")
             os.kill(victim, signal.SIGKILL)
             blocker.rollback()
@@ -194,6 +182,24 @@ class Faults:
             f"{unavailable} answers 503 while down ({down_s:.1f} s); the probe acknowledged"
             f" {time.monotonic() - up:.2f} s after the start",
         )
+
+
+def _blocked_worker(observer: psycopg.Connection, holder: int, pool: int) -> tuple[int, str] | None:
+    """A process of the worker pool whose transaction waits on a lock `holder` holds, and a
+    sentence saying so; None while there is none."""
+    for backend, port, open_s in observer.execute(
+        "SELECT pid, client_port, extract(epoch FROM clock_timestamp() - xact_start)"
+        " FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+        (holder,),
+    ).fetchall():
+        process = None if port is None else _process_with_port(_children(pool), port)
+        if process is not None:
+            return process, (
+                f"killed worker process {process} (of pool {pool}) while its transaction"
+                f" (backend {backend}, open {float(open_s):.2f} s) waited on a wallet it was"
+                " crediting"
+            )
+    return None
 
 
 def _children(pid: int) -> list[int]:

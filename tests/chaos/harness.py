@@ -42,6 +42,8 @@ FAULT_POINTS = {"worker": 0.2, "broker": 0.45, "database": 0.7}
 # The relay re-sends what waits this long, checked this often: recovery in seconds.
 SCHEDULER_OPTIONS = ("--interval-s", "0.5", "--resend-after-s", "2")
 POLL_S = 0.1
+# What gunicorn's arbiter logs when a web worker dies or hangs.
+WEB_WORKER_LOST = ("WORKER TIMEOUT", "was sent SIGKILL", "exited with code")
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,11 @@ class ChaosRun:
         crashed = [f"{e.name} exited {e.code}" for e in self.report.exits if not e.expected]
         if crashed:
             problems.append(f"processes died unexpectedly: {', '.join(crashed)}")
+        # gunicorn replaces a dead or hung web worker by itself, so only its log tells.
+        web_log = (self.logs / "web.log").read_text(errors="replace")
+        lost = [line for line in web_log.splitlines() if any(m in line for m in WEB_WORKER_LOST)]
+        if lost:
+            problems.append(f"web workers died: {lost[:3]}")
         unclean = {name: code for name, code in codes.items() if code != 0}
         if unclean:
             problems.append(f"processes did not stop cleanly on SIGTERM: {unclean}")

@@ -46,7 +46,7 @@ class Traffic:
         self._deferred_in_a_row = 0
         self._payments: set[tuple[str, str]] = set()
         self._payments_lock = threading.Lock()
-        self._credited: set[int] = set()  # refunds whose capture is credited
+        self._credited: dict[int, str] = {}  # refund number -> the payment its capture credited
         self._asked: dict[int, float] = {}  # when each refund's capture was last looked up
 
     def open_gate(self, share: float) -> None:
@@ -127,9 +127,10 @@ class Traffic:
         if now < self._asked.get(item.number, 0.0) + REFUND_ASK_EVERY_S:
             return False
         self._asked[item.number] = now
-        if self._credited_payment(item) is None:
+        payment_id = self._credited_payment(item)
+        if payment_id is None:
             return False
-        self._credited.add(item.number)
+        self._credited[item.number] = payment_id
         return True
 
     def sign(self, event: Event) -> Signed:
@@ -159,12 +160,9 @@ class Traffic:
                     return signed
 
     def _sign_refund(self, event: Event) -> Signed:
-        payment_id = self._credited_payment(event)
-        if payment_id is None:
-            raise RuntimeError(f"refund #{event.number} sent before its capture was credited")
         return self.signer.refund(
             event.gateway,
-            payment_id=payment_id,
+            payment_id=self._credited[event.number],
             amount_minor=event.amount_minor,
             reference=event.topup.id,
             event_id=event.event_id(),
