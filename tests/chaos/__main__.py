@@ -23,7 +23,12 @@ def main() -> int:
         events=int(os.environ.get("CHAOS_EVENTS", "3000")),
         seed=int(os.environ.get("CHAOS_SEED", "1")),
     )
-    config = ChaosConfig(size, clients=int(os.environ.get("CHAOS_CLIENTS", "8")))
+    config = ChaosConfig(
+        size,
+        clients=int(os.environ.get("CHAOS_CLIENTS", "8")),
+        # A bigger run leaves a longer backlog after its last fault.
+        drain_timeout_s=max(180.0, size.events * 0.06),
+    )
     logs = Path(os.environ.get("CHAOS_LOGS", f".run/chaos/{time.strftime('%Y%m%dT%H%M%S')}"))
     logs.mkdir(parents=True, exist_ok=True)
     report = ChaosRun(config, logs).run()

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.1
 REFUND_ASK_EVERY_S = 0.2
+REFUND_WAIT_S = 300
 
 
 class Traffic:
@@ -48,6 +49,7 @@ class Traffic:
         self._payments_lock = threading.Lock()
         self._credited: dict[int, str] = {}  # refund number -> the payment its capture credited
         self._asked: dict[int, float] = {}  # when each refund's capture was last looked up
+        self._deferred_since: dict[int, float] = {}
 
     def open_gate(self, share: float) -> None:
         """Let the clients send up to `share` of the plan."""
@@ -111,6 +113,8 @@ class Traffic:
                     self._handed += 1
                     self._changed.notify_all()
                     return send
+                if self._waited_too_long(send):
+                    continue
                 self._queue.append(send)
                 self._deferred_in_a_row += 1
                 nothing_ready = self._deferred_in_a_row > len(self._queue)
@@ -131,6 +135,18 @@ class Traffic:
         if payment_id is None:
             return False
         self._credited[item.number] = payment_id
+        return True
+
+    def _waited_too_long(self, send: Send) -> bool:
+        """Give up a refund whose capture is still not credited after REFUND_WAIT_S."""
+        assert isinstance(send.item, Event)
+        first = self._deferred_since.setdefault(send.item.number, time.monotonic())
+        if time.monotonic() - first < REFUND_WAIT_S:
+            return False
+        self.failures.append(
+            f"refund #{send.item.number} not sent: its capture of top-up {send.item.topup.id}"
+            f" was not credited within {REFUND_WAIT_S} s"
+        )
         return True
 
     def sign(self, event: Event) -> Signed:
