@@ -115,10 +115,12 @@ def test_only_one_scheduler_leads_and_a_standby_takes_over(database_url, broker_
 
 
 def leader_locks(database_url):
-    """How many sessions hold the scheduler's leader lock."""
+    """How many sessions hold the scheduler's leader lock in this database (advisory locks are
+    per database, and other databases of the same server may have schedulers of their own)."""
     with psycopg.connect(database_url) as connection:
         found = connection.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (LEADER_LOCK_KEY & 0xFFFFFFFF,),
         ).fetchone()
     return found[0]
