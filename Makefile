@@ -24,7 +24,7 @@ export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
 .PHONY: run test test-bundled install services services-stop migrate lint typecheck imports pytest \
-	openapi bench-ledger bench-receiver bench-e2e clean
+	chaos openapi bench-ledger bench-receiver bench-e2e clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ pytest: install
 # The migrations and the whole suite on the bundled PostgreSQL and Redis, whatever the machine has.
 test-bundled: install
 	@WALLETPIPE_SERVICES=bundled $(SERVICES) run -- sh -c 'walletctl db upgrade && pytest'
+
+# Exactly-once through a worker SIGKILL, a broker restart and a PostgreSQL restart, on servers
+# of its own (PostgreSQL 15 binaries and redis-server needed); CHAOS_EVENTS sets the size.
+# `make test` runs the same at a small size.
+chaos: install
+	$(BIN)/python -m tests.chaos
 
 # docs/openapi.json: what GET /openapi.json serves with every gateway configured; a test keeps
 # the two equal, so run this after changing the API.
