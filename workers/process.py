@@ -30,7 +30,9 @@ def billing() -> BillingSettings:
 def sessions() -> sessionmaker[Session]:
     """This process's sessions; the pool holds one connection per worker thread and a spare."""
     ledger = LedgerSettings.from_env()
-    return make_session_factory(make_engine(ledger.database_url, pool_size=ledger.pool_size))
+    return make_session_factory(
+        make_engine(ledger.database_url, pool_size=ledger.pool_size, timeouts=ledger.timeouts)
+    )
 
 
 @functools.cache
