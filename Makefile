@@ -20,7 +20,7 @@ export PAYFAST_PASSPHRASE ?= payfast-local-development
 export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
-.PHONY: run test install services migrate lint typecheck imports pytest bench-ledger bench-receiver bench-e2e clean
+.PHONY: run test install services migrate lint typecheck imports pytest bench-ledger bench-receiver bench-e2e clean deploy-check test-scale bench-slow-clients
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,15 @@ run: migrate
 	  dramatiq_prom_port=9191 dramatiq_prom_host=127.0.0.1 dramatiq_prom_db=$(RUN_METRICS)/worker \
 	  $(BIN)/honcho start -f Procfile $$(grep -oE '^[a-z]+' Procfile | grep -v '^release$$')
 
-test: install services lint typecheck imports pytest
+test: install services deploy-check lint typecheck imports pytest
+
+# The container and monitoring files: hadolint, promtool (installed with apt-get when missing).
+deploy-check: install
+	BIN=$(BIN) bash scripts/check-deploy.sh
+
+# Many hosts in network namespaces (root): web, two worker hosts, the scheduler; one is cut off.
+test-scale: install services deploy-check
+	$(BIN)/pytest -m scale tests/scale
 
 lint: install
 	$(BIN)/ruff check .
@@ -72,6 +80,9 @@ bench-receiver: install services
 bench-e2e: install services
 	@command -v wrk >/dev/null || { echo "bench-e2e needs wrk: apt-get install -y wrk"; exit 1; }
 	$(BIN)/python bench/e2e.py
+
+bench-slow-clients: install services deploy-check
+	$(BIN)/python bench/slow_clients.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
