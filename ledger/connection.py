@@ -18,10 +18,13 @@ itself waits before its own statement fails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 APPLICATION_NAME = "walletpipe"
+# Above a legitimate pause, so that a slow but live peer is never taken for a lost one.
+IDLE_MARGIN_S = 5
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,12 @@ class ConnectionTimeouts:
         """The longest a backend keeps the locks of a client that vanished mid-transaction."""
         by_keepalive = self.keepalives_idle_s + self.keepalives_interval_s * self.keepalives_count
         return max(self.idle_in_transaction_s, self.client_check_s + by_keepalive)
+
+    def allowing_idle(self, idle_s: float) -> ConnectionTimeouts:
+        """These bounds, with the idle-in-transaction timeout raised above `idle_s` (a pause
+        inside a transaction that is legitimate, such as a notification's HTTP call)."""
+        needed = math.ceil(idle_s) + IDLE_MARGIN_S if idle_s > 0 else 0
+        return replace(self, idle_in_transaction_s=max(self.idle_in_transaction_s, needed))
 
     def connect_args(self) -> dict[str, Any]:
         """libpq connection parameters that set these bounds on both ends of the socket."""

@@ -36,3 +36,10 @@ def test_both_ends_of_the_socket_get_the_bounds():
     assert "idle_in_transaction_session_timeout=9s" in options
     assert "tcp_user_timeout=20000" in options
     assert "client_connection_check_interval=5s" in options
+
+
+def test_a_legitimate_pause_raises_the_idle_bound_above_it():
+    timeouts = ConnectionTimeouts(idle_in_transaction_s=15)
+    assert timeouts.allowing_idle(0) == timeouts
+    assert timeouts.allowing_idle(8) == timeouts
+    assert timeouts.allowing_idle(30.5).idle_in_transaction_s == 36
