@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -88,3 +92,47 @@ def test_every_app_service_shares_one_image_and_its_environment():
         environment = SERVICES[name]["environment"]
         assert environment["DATABASE_URL"].startswith("postgresql://")
         assert "WALLETPIPE_JWT_SECRET" in environment
+
+
+def build_stage_sources(dockerfile: str) -> list[str]:
+    """What the Dockerfile's build stage copies from the build context."""
+    build = dockerfile.split(" AS runtime", 1)[0]
+    sources = []
+    for line in re.findall(r"^COPY (?!--from)(.+)$", build, flags=re.MULTILINE):
+        sources.extend(line.split()[:-1])
+    return sources
+
+
+@pytest.mark.slow
+def test_the_package_the_image_installs_carries_every_migration(tmp_path):
+    # The image builds a wheel from what its build stage copies, in a clean context: do the
+    # same, so that nothing left over in the working tree (an egg-info) fills a gap.
+    context = tmp_path / "context"
+    context.mkdir()
+    sources = build_stage_sources((ROOT / "Dockerfile").read_text())
+    assert {"setup.cfg", "pyproject.toml", "ledger"} <= set(sources)
+    for source in sources:
+        if (ROOT / source).is_dir():
+            shutil.copytree(
+                ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            shutil.copy(ROOT / source, context / source)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("walletpipe-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    revisions = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "ledger" / "migrations" / "versions").glob("*.py")
+    }
+    assert revisions
+    assert revisions <= names
+    assert "ledger/migrations/env.py" in names
