@@ -53,8 +53,10 @@ test: install services deploy-check lint typecheck imports pytest
 deploy-check: install
 	BIN=$(BIN) bash scripts/check-deploy.sh
 
-# Many hosts in network namespaces (root): web, two worker hosts, the scheduler; one is cut off.
+# The end-to-end suite again on RabbitMQ (a vhost of its own on the local server), then many
+# hosts in network namespaces (root): web, two worker hosts, the scheduler; one is cut off.
 test-scale: install services deploy-check
+	TEST_E2E_BROKERS=rabbitmq $(BIN)/pytest tests/e2e
 	$(BIN)/pytest -m scale tests/scale
 
 lint: install

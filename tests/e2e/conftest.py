@@ -44,9 +44,16 @@ def rabbitmq_url() -> Iterator[str]:
         require_service("RabbitMQ", exc)
 
 
-@pytest.fixture(scope="session", params=["redis", "rabbitmq"])
+# The brokers the suite runs on, comma-separated: `make test` runs it on Redis, and
+# `make test-scale` again on RabbitMQ (TEST_E2E_BROKERS=rabbitmq).
+E2E_BROKERS = os.environ.get("TEST_E2E_BROKERS", "redis").split(",")
+if not set(E2E_BROKERS) <= {"redis", "rabbitmq"}:
+    raise ValueError(f"TEST_E2E_BROKERS names redis and/or rabbitmq, not {E2E_BROKERS}")
+
+
+@pytest.fixture(scope="session", params=E2E_BROKERS)
 def broker_url(request: pytest.FixtureRequest) -> str:
-    """Every end-to-end test that uses the broker runs on Redis and again on RabbitMQ."""
+    """Every end-to-end test that uses the broker, on each broker of TEST_E2E_BROKERS."""
     if request.param == "rabbitmq":
         url: str = request.getfixturevalue("rabbitmq_url")
         return url
