@@ -29,7 +29,8 @@ IDLE_MARGIN_S = 5
 
 @dataclass(frozen=True)
 class ConnectionTimeouts:
-    """The bounds above, in seconds; the defaults free a lost worker's locks within 25 s."""
+    """The bounds above, in seconds; at the defaults a lost client's locks are freed within
+    30 s (`lost_peer_s`)."""
 
     connect_s: int = 5
     idle_in_transaction_s: int = 15
