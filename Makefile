@@ -24,7 +24,7 @@ export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
 .PHONY: run test test-bundled install services services-stop migrate lint typecheck imports pytest \
-	chaos openapi bench-ledger bench-receiver bench-e2e clean
+	chaos openapi deploy-check test-scale bench-ledger bench-receiver bench-e2e bench-slow-clients clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,7 +58,17 @@ run: install
 	      "http://127.0.0.1:$$dramatiq_prom_port; Ctrl-C stops everything" && \
 	    exec python scripts/procfile.py web worker scheduler'
 
-test: install lint typecheck imports pytest
+test: install deploy-check lint typecheck imports pytest
+
+# The container and monitoring files: hadolint, promtool (installed with apt-get when missing).
+deploy-check: install
+	BIN=$(BIN) bash scripts/check-deploy.sh
+
+# The end-to-end suite again on RabbitMQ (a vhost of its own on the local server), then many
+# hosts in network namespaces (root): web, two worker hosts, the scheduler; one is cut off.
+test-scale: install
+	@TEST_E2E_BROKERS=rabbitmq $(SERVICES) run -- pytest tests/e2e
+	@$(SERVICES) run -- pytest -m scale tests/scale
 
 lint: install
 	$(BIN)/ruff check .
@@ -98,6 +108,9 @@ bench-receiver: install
 bench-e2e: install
 	@command -v wrk >/dev/null || { echo "bench-e2e needs wrk: apt-get install -y wrk"; exit 1; }
 	@$(SERVICES) run -- python bench/e2e.py
+
+bench-slow-clients: install deploy-check
+	@$(SERVICES) run -- python bench/slow_clients.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

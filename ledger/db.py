@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger.connection import ConnectionTimeouts
 from ledger.errors import LedgerError, error_for_constraint
 
 
@@ -33,15 +34,21 @@ def libpq_url(url: str) -> str:
     )
 
 
-def make_engine(url: str, *, pool_size: int = 5, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    timeouts: ConnectionTimeouts | None = None,
+    **kwargs: Any,
+) -> Engine:
     """Create an engine for `url`; create one per process (after fork), never share it across.
 
     No pre-ping: it would add a round trip to every transaction. A connection found dead fails
     its transaction with an OperationalError that callers retry, and SQLAlchemy then discards
-    the whole pool's stale connections.
+    the whole pool's stale connections. `timeouts` bound how long a lost peer holds locks.
     """
     kwargs.setdefault("pool_recycle", 1800)
-    kwargs.setdefault("connect_args", {"connect_timeout": 5, "application_name": "walletpipe"})
+    kwargs.setdefault("connect_args", (timeouts or ConnectionTimeouts()).connect_args())
     return create_engine(normalise_url(url), pool_size=pool_size, max_overflow=pool_size, **kwargs)
 
 

@@ -6,19 +6,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ledger.connection import ConnectionTimeouts
 from ledger.local_names import default_database_url
 
 
 @dataclass(frozen=True)
 class LedgerSettings:
-    """Where the ledger's PostgreSQL lives and how many connections a process may hold."""
+    """Where the ledger's PostgreSQL lives, how many connections a process may hold, and how
+    long a connection may hang on a lost peer (the DATABASE_*_S variables)."""
 
     database_url: str = field(default_factory=default_database_url)
     pool_size: int = 5
+    timeouts: ConnectionTimeouts = field(default_factory=ConnectionTimeouts)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> LedgerSettings:
-        """Read DATABASE_URL and DATABASE_POOL_SIZE; raise ValueError naming a bad variable."""
+        """Read DATABASE_URL, DATABASE_POOL_SIZE and the timeouts; ValueError names a bad one."""
         raw_pool = environ.get("DATABASE_POOL_SIZE", "5")
         try:
             pool_size = int(raw_pool)
@@ -26,8 +29,36 @@ class LedgerSettings:
             raise ValueError(f"DATABASE_POOL_SIZE must be an integer, not {raw_pool!r}") from None
         if not 1 <= pool_size <= 200:
             raise ValueError("DATABASE_POOL_SIZE must be between 1 and 200")
+        default = ConnectionTimeouts()
+        timeouts = ConnectionTimeouts(
+            connect_s=_int(environ, "DATABASE_CONNECT_TIMEOUT_S", default.connect_s, 1, 600),
+            idle_in_transaction_s=_int(
+                environ,
+                "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_S",
+                default.idle_in_transaction_s,
+                1,
+                3600,
+            ),
+            client_check_s=_int(
+                environ, "DATABASE_CLIENT_CHECK_INTERVAL_S", default.client_check_s, 1, 600
+            ),
+            keepalives_idle_s=_int(
+                environ, "DATABASE_KEEPALIVES_IDLE_S", default.keepalives_idle_s, 1, 3600
+            ),
+            keepalives_interval_s=_int(
+                environ, "DATABASE_KEEPALIVES_INTERVAL_S", default.keepalives_interval_s, 1, 600
+            ),
+            keepalives_count=_int(
+                environ, "DATABASE_KEEPALIVES_COUNT", default.keepalives_count, 1, 100
+            ),
+            user_timeout_s=_int(
+                environ, "DATABASE_TCP_USER_TIMEOUT_S", default.user_timeout_s, 1, 3600
+            ),
+        )
         return cls(
-            database_url=environ.get("DATABASE_URL") or default_database_url(), pool_size=pool_size
+            database_url=environ.get("DATABASE_URL") or default_database_url(),
+            pool_size=pool_size,
+            timeouts=timeouts,
         )
 
 

@@ -112,15 +112,22 @@ def fresh_database_url(databases: Databases) -> Iterator[str]:
     databases.drop(name)
 
 
-@pytest.fixture(scope="session")
-def broker_url() -> str:
-    """The test Redis (emptied at the start of the session)."""
+def empty_test_redis() -> str:
+    """The test Redis's URL, once it is reachable and emptied."""
     client = redis.Redis.from_url(TEST_BROKER_URL, socket_connect_timeout=2)
     try:
         client.flushdb()
     except redis.RedisError as exc:
         require_service("Redis", exc)
+    finally:
+        client.close()
     return TEST_BROKER_URL
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    """The test Redis (emptied at the start of the session)."""
+    return empty_test_redis()
 
 
 @pytest.fixture

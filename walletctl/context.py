@@ -39,7 +39,9 @@ class Context:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url, pool_size=2)
+            self._engine = make_engine(
+                self.settings.database_url, pool_size=2, timeouts=self.settings.timeouts
+            )
         return self._engine
 
     @property

@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 
+from ledger.connection import ConnectionTimeouts
 from ledger.db import libpq_url
 from ledger.inbox import IncomingEvent, Outcome, Recorded, record_many
 
@@ -209,12 +210,14 @@ class InboxWriter:
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed:
+            # The bounds every walletpipe connection sets on a lost peer, and one on a statement.
+            args = ConnectionTimeouts(connect_s=CONNECT_TIMEOUT_S).connect_args()
+            args["options"] += f" -c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            args["application_name"] = "walletpipe-inbox"
             self._connection = psycopg.connect(
                 self._dsn,
                 autocommit=True,  # transactions are explicit: connection.transaction()
-                connect_timeout=CONNECT_TIMEOUT_S,
-                application_name="walletpipe-inbox",
-                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                **args,
             )
         return self._connection
 

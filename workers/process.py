@@ -28,9 +28,16 @@ def billing() -> BillingSettings:
 
 @functools.cache
 def sessions() -> sessionmaker[Session]:
-    """This process's sessions; the pool holds one connection per worker thread and a spare."""
+    """This process's sessions; the pool holds one connection per worker thread and a spare.
+
+    A notification is delivered inside its transaction, so the connections allow an idle
+    pause as long as the slowest delivery the channels permit.
+    """
     ledger = LedgerSettings.from_env()
-    return make_session_factory(make_engine(ledger.database_url, pool_size=ledger.pool_size))
+    timeouts = ledger.timeouts.allowing_idle(settings().longest_delivery_s())
+    return make_session_factory(
+        make_engine(ledger.database_url, pool_size=ledger.pool_size, timeouts=timeouts)
+    )
 
 
 @functools.cache

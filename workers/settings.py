@@ -96,6 +96,14 @@ class WorkerSettings:
         settings.check()
         return settings
 
+    def longest_delivery_s(self) -> float:
+        """The longest one delivery may wait on the network: a call per webhook URL and one to
+        WhatsApp, each bounded by notify_timeout_s. A delivery waits inside its transaction."""
+        calls = ("whatsapp" in self.notify_channels) + (
+            len(self.webhook_urls) if "webhooks" in self.notify_channels else 0
+        )
+        return calls * self.notify_timeout_s
+
     def check(self) -> None:
         """Raise ValueError when a chosen channel lacks a setting it needs."""
         if "whatsapp" in self.notify_channels:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import empty_test_redis, require_service
+from tests.rabbitmq import RabbitmqMissing, rabbitmq_vhost
+
 BIN = Path(sys.executable).parent
 SECRETS = {
     "STRIPE_WEBHOOK_SECRET": "whsec_e2e",
@@ -29,6 +32,32 @@ SECRETS = {
     "PAYFAST_ALLOWED_NETWORKS": "127.0.0.1/32",
     "WALLETPIPE_JWT_SECRET": "e2e-jwt-secret-long-enough-for-hs256-0123",
 }
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A vhost of the session's own on the local RabbitMQ (skips locally, fails in CI)."""
+    try:
+        with rabbitmq_vhost() as url:
+            yield url
+    except RabbitmqMissing as exc:
+        require_service("RabbitMQ", exc)
+
+
+# The brokers the suite runs on, comma-separated: `make test` runs it on Redis, and
+# `make test-scale` again on RabbitMQ (TEST_E2E_BROKERS=rabbitmq).
+E2E_BROKERS = os.environ.get("TEST_E2E_BROKERS", "redis").split(",")
+if not set(E2E_BROKERS) <= {"redis", "rabbitmq"}:
+    raise ValueError(f"TEST_E2E_BROKERS names redis and/or rabbitmq, not {E2E_BROKERS}")
+
+
+@pytest.fixture(scope="session", params=E2E_BROKERS)
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """Every end-to-end test that uses the broker, on each broker of TEST_E2E_BROKERS."""
+    if request.param == "rabbitmq":
+        url: str = request.getfixturevalue("rabbitmq_url")
+        return url
+    return empty_test_redis()
 
 
 def free_port() -> int:

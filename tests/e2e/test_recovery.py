@@ -144,6 +144,39 @@ def test_a_worker_killed_mid_transaction_loses_nothing_and_applies_once(
         assert [stop(process) for process in survivors] == [0, 0]
 
 
+@pytest.mark.slow
+def test_rabbitmq_hands_a_killed_workers_job_to_another_worker_without_the_relay(
+    database_url, sessions, rabbitmq_url, tmp_path
+):
+    env = process_env(database_url, rabbitmq_url, WEB_CONCURRENCY="1")
+    web, url = start_web(env, tmp_path / "web.log")
+    wallet, topup_id = new_topup(sessions, 3100)
+    worker = start(worker_command(threads=1), env, tmp_path / "killed-worker.log")
+    blocker = psycopg.connect(database_url)
+    try:
+        blocker.execute("SELECT 1 FROM topups WHERE id = %s FOR UPDATE", (topup_id,))
+        post_capture(url, topup_id, 3100)
+        wait_until(lambda: waiting_on_a_lock(database_url), 30, "the worker never got to the lock")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert balance(database_url, wallet) == 0
+    # No scheduler runs, so no relay re-sends: only the broker's redelivery of the unacked job.
+    survivor = start(worker_command(), env, tmp_path / "worker.log")
+    try:
+        wait_until(
+            lambda: balance(database_url, wallet) == 3100,
+            RECOVERY_S_MAX,
+            "RabbitMQ did not redeliver the killed worker's job",
+        )
+        assert credits_to(database_url, wallet) == 1
+    finally:
+        codes = [stop(survivor), stop(web)]
+    assert codes == [0, 0]
+
+
 @pytest.fixture
 def private_redis(tmp_path):
     """A Redis of the test's own, to stop and start again; yields its URL and a restart."""

@@ -76,3 +76,16 @@ def test_a_webhook_secret_that_is_not_base64_is_refused_at_start():
     )
     with pytest.raises(ValueError, match="base64"):
         build_channels(settings)
+
+
+def test_the_longest_delivery_counts_one_call_per_webhook_url_and_whatsapp():
+    assert WorkerSettings().longest_delivery_s() == 0
+    settings = WorkerSettings(
+        notify_channels=("log", "webhooks", "whatsapp"),
+        webhook_urls=("https://a.example/hook", "https://b.example/hook"),
+        webhook_secrets=("whsec_x",),
+        whatsapp_token="t",
+        whatsapp_phone_number_id="1",
+        notify_timeout_s=10.0,
+    )
+    assert settings.longest_delivery_s() == 30.0
