@@ -42,12 +42,20 @@ JOB_TIME_LIMIT_MS = 60_000
 JOB_AGE_LIMIT_MS = 24 * 3600 * 1000
 
 
+# The server ended a transaction that idled past idle_in_transaction_session_timeout: nothing
+# of it was committed, and a fresh attempt may well finish in time.
+IDLE_IN_TRANSACTION_TIMEOUT = "25P03"
+
+
 def is_transient(error: BaseException) -> bool:
-    """A failure that may pass on its own: connection loss, serialization failure, deadlock."""
+    """A failure that may pass on its own: connection loss, serialization failure, deadlock,
+    a transaction the server ended for idling."""
     if isinstance(error, OperationalError):
         return True
     sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None) or ""
-    return isinstance(error, DBAPIError) and sqlstate.startswith("40")
+    return isinstance(error, DBAPIError) and (
+        sqlstate.startswith("40") or sqlstate == IDLE_IN_TRANSACTION_TIMEOUT
+    )
 
 
 def metrics_middleware(environ: Mapping[str, str] = os.environ) -> list[Any]:

@@ -86,11 +86,14 @@ def test_a_job_that_fails_for_good_becomes_a_dead_letter_and_replays_once(
 
 def test_only_lost_connections_and_conflicts_count_as_transient():
     from psycopg import errors
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 
     from workers.broker import is_transient
 
     assert is_transient(OperationalError("SELECT 1", {}, errors.AdminShutdown()))
+    # The server ended a transaction that idled too long: nothing of it was committed.
+    assert is_transient(InternalError("SELECT 1", {}, errors.IdleInTransactionSessionTimeout()))
+    assert not is_transient(IntegrityError("INSERT", {}, errors.UniqueViolation()))
     assert not is_transient(ValueError("a bug"))
 
 
