@@ -2,8 +2,9 @@
 several (on several machines) is safe. Each tick it re-sends work left waiting in the database
 (inbox events, undecided provisioning requests, unbilled usage, undelivered notifications: a
 crash, a broker outage, a channel's backoff), voids holds past their expiry and releases their
-requests, expires the unused part of due credit grants, bills every active resource for the
-hours it has run, and reviews debts (grace, suspension, resume) and low balances.
+requests, expires the unused part of due credit grants, asks Stripe to charge automatic
+top-ups off-session, bills every active resource for the hours it has run, and reviews debts
+(grace, suspension, resume) and low balances.
 
 The leader holds a session-level advisory lock on a connection of its own for as long as it
 lives; when it dies, PostgreSQL releases the lock and a standby takes over within a tick.
@@ -31,6 +32,7 @@ from workers.jobs import (
     Job,
     JobSender,
 )
+from workers.stripe_charges import StripeSettings, charge_auto_topups
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +54,11 @@ class Scheduler:
         interval_s: float = INTERVAL_S_DEFAULT,
         resend_after_s: float = RESEND_AFTER_S_DEFAULT,
         billing: BillingSettings | None = None,
+        stripe: StripeSettings | None = None,
     ) -> None:
         self._engine = engine
         self._billing = billing or BillingSettings()
+        self._stripe = stripe or StripeSettings()
         self._sessions = make_session_factory(engine)
         self._sender = sender
         self._interval_s = interval_s
@@ -93,6 +97,8 @@ class Scheduler:
             voided = void_expired(session, now)
             released = provisioning.release_expired(session, voided, now=now)
         expired = self._expire_grants()
+        charges, charge_notices = charge_auto_topups(self._sessions, self._stripe, now=now)
+        sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in charge_notices)
         with self._sessions.begin() as session:
             charged = provisioning.bill_due(session, now=now)
             reviewed = provisioning.review_debts(
@@ -101,16 +107,18 @@ class Scheduler:
             alerts = provisioning.review_low_balance(session, set(charged), settings=self._billing)
             notices = outbox.emitted(session)
         sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in notices)
-        if voided or charged or reviewed or alerts or expired:
+        if voided or charged or reviewed or alerts or expired or charges:
             logger.info(
                 "Voided %d expired holds (%d provisioning requests released); billed %d"
-                " resources; %d debt changes; %d low-balance alerts; %d grants expired.",
+                " resources; %d debt changes; %d low-balance alerts; %d grants expired;"
+                " %d automatic top-ups charged.",
                 len(voided),
                 released,
                 len(charged),
                 reviewed,
                 alerts,
                 expired,
+                charges,
             )
         return sent
 

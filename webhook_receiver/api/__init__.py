@@ -13,6 +13,7 @@ from webhook_receiver.api import (  # noqa: E402
     transfers,
     usage,
     wallets,
+    watch,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "transfers",
     "usage",
     "wallets",
+    "watch",
 ]

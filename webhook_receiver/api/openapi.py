@@ -10,7 +10,16 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from webhook_receiver.api import credits, orders, provisioning, topups, transfers, usage, wallets
+from webhook_receiver.api import (
+    credits,
+    orders,
+    provisioning,
+    topups,
+    transfers,
+    usage,
+    wallets,
+    watch,
+)
 from webhook_receiver.api.validation import CURRENCY, ID
 from webhook_receiver.services import services
 
@@ -82,6 +91,34 @@ SCHEMAS: dict[str, Any] = {
             "expired_at": _NULLABLE_TIME,
         }
     ),
+    "Monitor": _object(
+        {
+            "id": ID,
+            "wallet_id": ID,
+            "direction": {"enum": ["below", "above"]},
+            "threshold_minor": _MINOR,
+            "crossed": {"type": "boolean"},
+            "crossings": _MINOR,
+        }
+    ),
+    "MonitorList": _object(
+        {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Monitor"}}}
+    ),
+    "MonitorRemoved": _object({"id": ID, "removed": {"const": True}}),
+    "AutoTopupRule": _object(
+        {
+            "wallet_id": ID,
+            "threshold_minor": _MINOR,
+            "target_minor": _NULLABLE_MINOR,
+            "amount_minor": _NULLABLE_MINOR,
+            "gateway": {"type": "string"},
+            "per_day_max": {"type": "integer"},
+            "stripe_customer_id": _NULLABLE_TEXT,
+            "stripe_payment_method_id": _NULLABLE_TEXT,
+            "armed": {"type": "boolean"},
+        }
+    ),
+    "AutoTopupRemoved": _object({"wallet_id": ID, "removed": {"const": True}}),
     "BalanceAt": _object(
         {
             "at": _TIME,
@@ -402,6 +439,60 @@ def document(gateways: list[str]) -> dict[str, Any]:
                     _path_id("wallet_id"),
                     {"name": "at", "in": "query", "schema": _TIME, "description": "Default now."},
                 ],
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/monitors": {
+            "post": _operation(
+                "Watch available balance: wallet.balance_crossed once per crossing",
+                "wallets:write",
+                201,
+                "Monitor",
+                watch.CREATE_MONITOR,
+                parameters=[_path_id("wallet_id")],
+                idempotent=True,
+            ),
+            "get": _operation(
+                "A wallet's balance monitors",
+                "wallets:read",
+                200,
+                "MonitorList",
+                parameters=[_path_id("wallet_id")],
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/monitors/{monitor_id}": {
+            "delete": _operation(
+                "Stop a balance monitor",
+                "wallets:write",
+                200,
+                "MonitorRemoved",
+                parameters=[_path_id("wallet_id"), _path_id("monitor_id")],
+                idempotent=True,
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/auto-topup": {
+            "put": _operation(
+                "Set the wallet's auto top-up rule",
+                "wallets:write",
+                200,
+                "AutoTopupRule",
+                watch.SET_AUTO_TOPUP,
+                parameters=[_path_id("wallet_id")],
+                idempotent=True,
+            ),
+            "get": _operation(
+                "The wallet's auto top-up rule",
+                "wallets:read",
+                200,
+                "AutoTopupRule",
+                parameters=[_path_id("wallet_id")],
+            ),
+            "delete": _operation(
+                "Remove the wallet's auto top-up rule",
+                "wallets:write",
+                200,
+                "AutoTopupRemoved",
+                parameters=[_path_id("wallet_id")],
+                idempotent=True,
             ),
         },
         "/api/v1/topups": {

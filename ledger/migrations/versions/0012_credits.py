@@ -230,6 +230,7 @@ BEGIN
                                     held_after_minor, paid_after_minor)
         VALUES (NEW.debit_account_id, NEW.id, -v_posted, v_pending,
                 v_from_grants - v_posted, -v_from_grants, v_balance, v_held, v_paid);
+        PERFORM ledger_watch_wallet(NEW.debit_account_id, NEW.id, v_balance - v_held);
     END IF;
     IF v_credit_kind = 'wallet' THEN
         IF NEW.category = 'grant' THEN
@@ -261,8 +262,75 @@ BEGIN
                 CASE WHEN NEW.category = 'grant' THEN 0 ELSE v_posted END,
                 CASE WHEN NEW.category = 'grant' THEN v_posted ELSE 0 END,
                 v_balance, v_held, v_paid);
+        PERFORM ledger_watch_wallet(NEW.credit_account_id, NEW.id, v_balance - v_held);
     END IF;
     RETURN NULL;
+END $$;
+"""
+
+# After every change of a wallet's available balance, in the same statement: balance monitors
+# that flip announce `wallet.balance_crossed` once per crossing (and re-arm on the way back),
+# and an armed auto top-up rule whose threshold is crossed downwards creates a top-up and
+# announces `topup.requested`, at most per_day_max times a UTC day. Both are serialised by the
+# wallet's lock, which the caller holds. Neither can refuse the transfer: the amount of an
+# automatic top-up is bounded to what a top-up may be.
+WATCH_WALLET = """
+CREATE FUNCTION ledger_watch_wallet(p_wallet uuid, p_transfer bigint, p_available bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    r auto_topup_rules%ROWTYPE;
+    v_today date := (statement_timestamp() AT TIME ZONE 'UTC')::date;
+    v_amount bigint;
+    v_topup uuid;
+BEGIN
+    WITH flipped AS (
+        UPDATE balance_monitors
+           SET crossed = NOT crossed,
+               crossings = crossings + CASE WHEN crossed THEN 0 ELSE 1 END,
+               changed_at = statement_timestamp()
+         WHERE wallet_id = p_wallet
+           AND crossed <> CASE direction WHEN 'below' THEN p_available < threshold_minor
+                                         ELSE p_available > threshold_minor END
+        RETURNING id, direction, threshold_minor, crossed, crossings
+    )
+    INSERT INTO outbox_events (event_type, key, wallet_id, payload)
+    SELECT 'wallet.balance_crossed', 'wallet.balance_crossed:' || f.id || ':' || f.crossings,
+           a.id,
+           jsonb_build_object(
+               'wallet_id', a.id::text, 'owner_id', a.owner_id, 'currency', a.currency,
+               'balance_minor', a.credits_posted - a.debits_posted,
+               'available_minor', p_available, 'monitor_id', f.id::text,
+               'direction', f.direction, 'threshold_minor', f.threshold_minor,
+               'transfer_id', p_transfer)
+      FROM flipped f JOIN accounts a ON a.id = p_wallet
+     WHERE f.crossed
+    ON CONFLICT (key) DO NOTHING;
+
+    UPDATE auto_topup_rules
+       SET armed = NOT armed, updated_at = statement_timestamp()
+     WHERE wallet_id = p_wallet AND armed <> (p_available >= threshold_minor)
+    RETURNING * INTO r;
+    IF NOT FOUND OR r.armed THEN
+        RETURN;
+    END IF;
+    IF (SELECT count(*) FROM topups WHERE wallet_id = p_wallet AND auto_rule_day = v_today)
+       >= r.per_day_max THEN
+        RETURN;
+    END IF;
+    v_amount := least(coalesce(r.amount_minor, r.target_minor - p_available), 1000000000000000);
+    INSERT INTO topups (wallet_id, amount_minor, currency, gateway, auto_rule_day)
+    SELECT p_wallet, v_amount, a.currency, r.gateway, v_today FROM accounts a WHERE a.id = p_wallet
+    RETURNING id INTO v_topup;
+    INSERT INTO outbox_events (event_type, key, wallet_id, payload)
+    SELECT 'topup.requested', 'topup.requested:' || v_topup, a.id,
+           jsonb_build_object(
+               'wallet_id', a.id::text, 'owner_id', a.owner_id, 'currency', a.currency,
+               'balance_minor', a.credits_posted - a.debits_posted,
+               'available_minor', p_available, 'topup_id', v_topup::text,
+               'amount_minor', v_amount, 'gateway', r.gateway, 'automatic', true,
+               'charged_off_session', r.stripe_customer_id IS NOT NULL,
+               'transfer_id', p_transfer)
+      FROM accounts a WHERE a.id = p_wallet;
 END $$;
 """
 
@@ -492,9 +560,6 @@ def upgrade() -> None:
         "accounts",
         "paid_minor + granted_minor = credits_posted - debits_posted AND granted_minor >= 0",
     )
-    op.execute(GUARD_ACCOUNTS)
-    op.execute(GUARD_GRANTS)
-    op.execute(APPLY_TRANSFER)
     op.execute("ALTER TABLE accounts ENABLE TRIGGER accounts_guard_totals")
 
     op.create_table(
@@ -592,16 +657,22 @@ def upgrade() -> None:
         ["wallet_id", "auto_rule_day"],
         postgresql_where=sa.text("auto_rule_day IS NOT NULL"),
     )
+    op.execute(GUARD_ACCOUNTS)
+    op.execute(GUARD_GRANTS)
+    op.execute(WATCH_WALLET)
+    op.execute(APPLY_TRANSFER)
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE accounts DISABLE TRIGGER accounts_guard_totals")
+    op.execute(_previous_apply_transfer())
+    op.execute(_previous_guard_accounts())
+    op.execute("DROP FUNCTION ledger_watch_wallet(uuid, bigint, bigint)")
+    op.drop_index("ix_topups_auto_rule_day", table_name="topups")
     for column in ("charge_attempted_at", "charge_id", "failure_reason", "auto_rule_day"):
         op.drop_column("topups", column)
     op.drop_table("auto_topup_rules")
     op.drop_table("balance_monitors")
-    op.execute("ALTER TABLE accounts DISABLE TRIGGER accounts_guard_totals")
-    op.execute(_previous_apply_transfer())
-    op.execute(_previous_guard_accounts())
     op.drop_constraint(op.f("ck_accounts_paid_and_granted_make_balance"), "accounts", type_="check")
     op.drop_index("uq_transfers_grant_expiry", table_name="transfers")
     op.drop_index("uq_transfers_grant_funding", table_name="transfers")
