@@ -17,6 +17,7 @@ from walletctl.commands import (
     token,
     verify,
     wallet,
+    watch,
     webhook,
 )
 from walletctl.context import Context
@@ -39,6 +40,8 @@ for command in (
     wallet.wallet,
     adjust.adjust,
     grant.grant,
+    watch.monitor,
+    watch.autotopup,
     verify.verify,
     webhook.webhook,
     token.token,

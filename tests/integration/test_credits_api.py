@@ -151,3 +151,29 @@ def test_statement_parameters_are_checked(api):
         api.call("GET", f"/wallets/{wallet}/balance?at=0001-01-01T00:00:00+01:00").status_code
         == 400
     )
+
+
+def test_monitors_and_the_auto_topup_rule_over_the_api(api):
+    wallet = api.wallet(funded_minor=1000)
+    added = api.call(
+        "POST", f"/wallets/{wallet}/monitors", {"direction": "below", "threshold_minor": 500}
+    )
+    assert added.status_code == 201, added.get_json()
+    again = api.call(
+        "POST", f"/wallets/{wallet}/monitors", {"direction": "below", "threshold_minor": 500}
+    )
+    assert again.status_code == 409
+    listed = api.call("GET", f"/wallets/{wallet}/monitors").get_json()["items"]
+    assert [m["id"] for m in listed] == [added.get_json()["id"]]
+    removed = api.call("DELETE", f"/wallets/{wallet}/monitors/{added.get_json()['id']}")
+    assert removed.status_code == 200
+    assert api.call("GET", f"/wallets/{wallet}/monitors").get_json()["items"] == []
+
+    assert api.call("GET", f"/wallets/{wallet}/auto-topup").status_code == 404
+    rule = {"threshold_minor": 500, "target_minor": 2000, "per_day_max": 2}
+    assert api.call("PUT", f"/wallets/{wallet}/auto-topup", rule).status_code == 200
+    both = {**rule, "amount_minor": 100}
+    assert api.call("PUT", f"/wallets/{wallet}/auto-topup", both).status_code == 400
+    shown = api.call("GET", f"/wallets/{wallet}/auto-topup").get_json()
+    assert (shown["threshold_minor"], shown["armed"]) == (500, True)
+    assert api.call("DELETE", f"/wallets/{wallet}/auto-topup").status_code == 200

@@ -92,3 +92,28 @@ def test_grant_errors_say_what_to_do(walletctl, make_wallet):
     )
     assert refused.exit_code == 1
     assert "cannot fund a grant" in refused.output
+
+
+def test_monitors_and_auto_topup_from_the_command_line(walletctl, make_wallet):
+    wallet = str(make_wallet(funded_minor=1000))
+    added = json.loads(walletctl("--json", "monitor", "add", wallet, "--below", "500").output)
+    assert added["crossed"] is False
+    assert walletctl("monitor", "add", wallet, "--below", "5", "--above", "9").exit_code == 2
+    listed = json.loads(walletctl("--json", "monitor", "list", wallet).output)
+    assert [m["id"] for m in listed["items"]] == [added["id"]]
+    assert walletctl("monitor", "remove", wallet, added["id"]).exit_code == 0
+    missing = walletctl("monitor", "remove", wallet, added["id"])
+    assert missing.exit_code == 1
+    assert "has no monitor" in missing.output
+
+    rule = walletctl(
+        "--json", "autotopup", "set", wallet, "--below", "500", "--to", "2000", "--per-day", "2"
+    )
+    assert rule.exit_code == 0, rule.output
+    assert json.loads(rule.output)["armed"] is True
+    shown = json.loads(walletctl("--json", "autotopup", "show", wallet).output)
+    assert (shown["target_minor"], shown["per_day_max"]) == (2000, 2)
+    bad = walletctl("autotopup", "set", wallet, "--below", "500", "--to", "100")
+    assert bad.exit_code == 2
+    assert "above threshold" in bad.output
+    assert walletctl("autotopup", "remove", wallet).exit_code == 0

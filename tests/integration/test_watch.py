@@ -10,6 +10,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import select
@@ -174,7 +175,7 @@ def test_a_fixed_amount_rule_and_bad_rules(sessions, make_wallet):
 class FakeStripe(http.server.BaseHTTPRequestHandler):
     """Answers POST /v1/payment_intents as Stripe's API documents it; declines pm_declined."""
 
-    requests: list[tuple[dict[str, str], dict[str, str]]] = []
+    requests: ClassVar[list[tuple[dict[str, str], dict[str, str]]]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
