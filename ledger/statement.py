@@ -13,7 +13,7 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -131,20 +131,34 @@ def statement(session: Session, wallet_id: uuid.UUID, start: datetime, end: date
         )
     entries = [
         Entry(
-            at=row.at,
-            transfer_id=row.transfer_id,
-            type=entry_type(row.category, row.kind, row.idempotency_key),
-            category=row.category,
-            memo=row.memo,
-            amount_minor=row.balance_delta_minor,
-            held_change_minor=row.held_delta_minor,
-            paid_change_minor=row.paid_delta_minor,
-            granted_change_minor=row.granted_delta_minor,
-            balance_minor=row.balance_after_minor,
-            available_minor=row.balance_after_minor - row.held_after_minor,
-            held_minor=row.held_after_minor,
+            at,
+            transfer_id,
+            entry_type(category, kind, key),
+            category,
+            memo,
+            balance_delta,
+            held_delta,
+            paid_delta,
+            granted_delta,
+            balance_after,
+            balance_after - held_after,
+            held_after,
         )
-        for row in rows
+        for (
+            at,
+            transfer_id,
+            kind,
+            category,
+            key,
+            memo,
+            balance_delta,
+            held_delta,
+            paid_delta,
+            granted_delta,
+            balance_after,
+            held_after,
+            _,
+        ) in rows
     ]
     closing = (
         _amounts(
@@ -210,8 +224,7 @@ def as_csv(found: Statement) -> Iterator[str]:
     yield line(list(CSV_COLUMNS))
     yield line(_edge_row(found.opening, "opening", found.start))
     for entry in found.entries:
-        row = asdict(entry)
-        row["at"] = entry.at.isoformat()
+        row = _entry_dict(entry)
         # A memo is free text: keep a spreadsheet from reading it as a formula.
         memo = entry.memo or ""
         row["memo"] = f"'{memo}" if memo[:1] in ("=", "+", "-", "@") else memo
@@ -228,9 +241,18 @@ def as_json(found: Statement) -> dict[str, object]:
         "from": found.start.isoformat(),
         "to": found.end.isoformat(),
         "opening": balance_view(found.opening),
-        "entries": [{**asdict(entry), "at": entry.at.isoformat()} for entry in found.entries],
+        "entries": [_entry_dict(entry) for entry in found.entries],
         "closing": balance_view(found.closing),
     }
+
+
+_ENTRY_FIELDS = tuple(field.name for field in fields(Entry))
+
+
+def _entry_dict(entry: Entry) -> dict[str, object]:
+    row: dict[str, object] = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
+    row["at"] = entry.at.isoformat()
+    return row
 
 
 def balance_view(amounts: BalanceAt) -> dict[str, object]:

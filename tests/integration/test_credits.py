@@ -13,7 +13,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from ledger import grant, settlement
-from ledger.account import current_balance, system_account_id
+from ledger.account import current_balance, open_wallet, system_account_id
+from ledger.db import make_engine, make_session_factory
 from ledger.errors import InsufficientFunds, InvariantViolation
 from ledger.models import (
     Category,
@@ -292,3 +293,29 @@ def settlement_apply(sessions, inbox_id) -> bool:
 def _payment_of(sessions, topup_id):
     with sessions() as session:
         return session.get(Topup, topup_id).payment_id
+
+
+def test_verify_finds_a_split_written_behind_the_ledgers_back(fresh_database_url):
+    engine = make_engine(fresh_database_url)
+    sessions = make_session_factory(engine)
+    try:
+        with sessions.begin() as session:
+            wallet = open_wallet(session, "tampered", "ZAR")
+            session.flush()
+            wallet_id = wallet.id
+        grant_id = _grant(sessions, wallet_id, 400)
+        with sessions.begin() as session:
+            # As a superuser restoring a dump would: with every trigger switched off.
+            session.execute(text("SET LOCAL session_replication_role = replica"))
+            session.execute(
+                text("UPDATE credit_grants SET remaining_minor = 100 WHERE id = :id"),
+                {"id": grant_id},
+            )
+        with sessions() as session:
+            found = {(b.check, b.subject) for b in verify(session)}
+        assert found == {
+            ("paid_and_granted", f"wallet {wallet_id}"),
+            ("grant_accounted", f"grant {grant_id}"),
+        }
+    finally:
+        engine.dispose()
