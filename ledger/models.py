@@ -147,6 +147,8 @@ class Account(Base):
     # credit; together the balance.
     paid_minor: Mapped[int] = mapped_column(default=0, server_default="0")
     granted_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Has a balance monitor or an auto top-up rule, which the transfer trigger then judges.
+    watched: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from ledger import autotopup, monitor
 from ledger.account import current_balance, system_account_id
 from ledger.adjustment import Direction, adjust
 from ledger.errors import InsufficientFunds, MonitorExists
-from ledger.models import Category, OutboxEvent, SystemAccount, Topup
+from ledger.models import Account, Category, OutboxEvent, SystemAccount, Topup
 from ledger.transfer import TransferRequest, transfer
 from tests.integration.test_settlement import apply, stored_event
 from workers.stripe_charges import StripeSettings, charge_auto_topups
@@ -118,6 +119,17 @@ def test_a_monitor_starts_in_the_state_the_wallet_is_in(sessions, make_wallet):
     _credit(sessions, wallet, 1000)
     _spend(sessions, wallet, 1000)
     assert _events(sessions, wallet, "wallet.balance_crossed") == []
+
+
+def test_a_wallet_is_watched_while_it_has_a_monitor_and_not_by_hand(sessions, make_wallet):
+    wallet = make_wallet(funded_minor=1000)
+    watched = _monitor(sessions, wallet, "below", 500)
+    with pytest.raises(DBAPIError, match="never change by hand"), sessions.begin() as session:
+        session.execute(text("UPDATE accounts SET watched = false WHERE id = :id"), {"id": wallet})
+    with sessions.begin() as session:
+        monitor.remove_monitor(session, wallet, watched)
+    with sessions() as session:
+        assert session.get(Account, wallet).watched is False
 
 
 def _rule(sessions, wallet, **terms):

@@ -78,6 +78,7 @@ DECLARE
     v_take bigint;
     v_from_grants bigint := 0;
     v_guarded boolean;
+    v_watched boolean;
 BEGIN
     -- Accounts are never deleted and never change kind or currency, so this unlocked read
     -- cannot be raced; a foreign key would instead share-lock both rows on every transfer.
@@ -166,8 +167,8 @@ BEGIN
                OR credits_posted - debits_posted - v_posted - debits_pending - v_pending
                   >= -overdraft_limit_minor)
         RETURNING credits_posted - debits_posted, debits_pending, paid_minor, granted_minor,
-                  overdraft_limit_minor
-        INTO v_balance, v_held, v_paid, v_granted, v_limit;
+                  overdraft_limit_minor, watched
+        INTO v_balance, v_held, v_paid, v_granted, v_limit, v_watched;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'insufficient funds: wallet % cannot cover this debit',
                 NEW.debit_account_id
@@ -230,7 +231,9 @@ BEGIN
                                     held_after_minor, paid_after_minor)
         VALUES (NEW.debit_account_id, NEW.id, -v_posted, v_pending,
                 v_from_grants - v_posted, -v_from_grants, v_balance, v_held, v_paid);
-        PERFORM ledger_watch_wallet(NEW.debit_account_id, NEW.id, v_balance - v_held);
+        IF v_watched THEN
+            PERFORM ledger_watch_wallet(NEW.debit_account_id, NEW.id, v_balance - v_held);
+        END IF;
     END IF;
     IF v_credit_kind = 'wallet' THEN
         IF NEW.category = 'grant' THEN
@@ -253,8 +256,8 @@ BEGIN
             granted_minor = granted_minor
                             + CASE WHEN NEW.category = 'grant' THEN v_posted ELSE 0 END
         WHERE id = NEW.credit_account_id
-        RETURNING credits_posted - debits_posted, debits_pending, paid_minor
-        INTO v_balance, v_held, v_paid;
+        RETURNING credits_posted - debits_posted, debits_pending, paid_minor, watched
+        INTO v_balance, v_held, v_paid, v_watched;
         INSERT INTO wallet_entries (wallet_id, transfer_id, balance_delta_minor, held_delta_minor,
                                     paid_delta_minor, granted_delta_minor, balance_after_minor,
                                     held_after_minor, paid_after_minor)
@@ -262,7 +265,9 @@ BEGIN
                 CASE WHEN NEW.category = 'grant' THEN 0 ELSE v_posted END,
                 CASE WHEN NEW.category = 'grant' THEN v_posted ELSE 0 END,
                 v_balance, v_held, v_paid);
-        PERFORM ledger_watch_wallet(NEW.credit_account_id, NEW.id, v_balance - v_held);
+        IF v_watched THEN
+            PERFORM ledger_watch_wallet(NEW.credit_account_id, NEW.id, v_balance - v_held);
+        END IF;
     END IF;
     RETURN NULL;
 END $$;
@@ -334,22 +339,43 @@ BEGIN
 END $$;
 """
 
+# A wallet is `watched` while it has a monitor or an auto top-up rule: the transfer trigger
+# judges those only for watched wallets, so every other wallet's transfers pay nothing for
+# them. Kept by these triggers (their updates run inside a trigger, past the accounts guard).
+MARK_WATCHED = """
+CREATE FUNCTION ledger_mark_watched() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_wallet uuid := CASE WHEN TG_OP = 'DELETE' THEN OLD.wallet_id ELSE NEW.wallet_id END;
+BEGIN
+    UPDATE accounts
+       SET watched = EXISTS (SELECT FROM balance_monitors WHERE wallet_id = v_wallet)
+                     OR EXISTS (SELECT FROM auto_topup_rules WHERE wallet_id = v_wallet)
+     WHERE id = v_wallet;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER balance_monitors_mark_watched AFTER INSERT OR DELETE ON balance_monitors
+    FOR EACH ROW EXECUTE FUNCTION ledger_mark_watched();
+CREATE TRIGGER auto_topup_rules_mark_watched AFTER INSERT OR DELETE ON auto_topup_rules
+    FOR EACH ROW EXECUTE FUNCTION ledger_mark_watched();
+"""
+
 GUARD_ACCOUNTS = """
 CREATE OR REPLACE FUNCTION ledger_guard_account_totals() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         IF (NEW.debits_posted, NEW.credits_posted, NEW.debits_pending, NEW.credits_pending,
-            NEW.paid_minor, NEW.granted_minor)
-           = (0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint) THEN
+            NEW.paid_minor, NEW.granted_minor, NEW.watched)
+           = (0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, false) THEN
             RETURN NEW;
         END IF;
     ELSIF (NEW.kind, NEW.currency, NEW.owner_id, NEW.overdraft_limit_minor,
            NEW.debits_posted, NEW.credits_posted, NEW.debits_pending, NEW.credits_pending,
-           NEW.paid_minor, NEW.granted_minor)
+           NEW.paid_minor, NEW.granted_minor, NEW.watched)
           IS NOT DISTINCT FROM (OLD.kind, OLD.currency, OLD.owner_id, OLD.overdraft_limit_minor,
                                 OLD.debits_posted, OLD.credits_posted,
                                 OLD.debits_pending, OLD.credits_pending,
-                                OLD.paid_minor, OLD.granted_minor) THEN
+                                OLD.paid_minor, OLD.granted_minor, OLD.watched) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION 'an account''s owner, currency, overdraft limit and totals never change by hand'
@@ -431,6 +457,10 @@ def upgrade() -> None:
     )
     op.add_column(
         "accounts", sa.Column("granted_minor", sa.BigInteger(), server_default="0", nullable=False)
+    )
+    op.add_column(
+        "accounts",
+        sa.Column("watched", sa.Boolean(), server_default=sa.text("false"), nullable=False),
     )
     op.create_table(
         "credit_grants",
@@ -660,6 +690,7 @@ def upgrade() -> None:
     op.execute(GUARD_ACCOUNTS)
     op.execute(GUARD_GRANTS)
     op.execute(WATCH_WALLET)
+    op.execute(MARK_WATCHED)
     op.execute(APPLY_TRANSFER)
 
 
@@ -668,6 +699,7 @@ def downgrade() -> None:
     op.execute(_previous_apply_transfer())
     op.execute(_previous_guard_accounts())
     op.execute("DROP FUNCTION ledger_watch_wallet(uuid, bigint, bigint)")
+    op.execute("DROP FUNCTION ledger_mark_watched() CASCADE")
     op.drop_index("ix_topups_auto_rule_day", table_name="topups")
     for column in ("charge_attempted_at", "charge_id", "failure_reason", "auto_rule_day"):
         op.drop_column("topups", column)
@@ -687,6 +719,7 @@ def downgrade() -> None:
     op.drop_table("credit_grants")
     op.execute("DROP FUNCTION ledger_guard_grants()")
     op.execute("DROP FUNCTION ledger_refuse_write()")
+    op.drop_column("accounts", "watched")
     op.drop_column("accounts", "granted_minor")
     op.drop_column("accounts", "paid_minor")
     op.execute("ALTER TABLE accounts ENABLE TRIGGER accounts_guard_totals")
