@@ -122,7 +122,10 @@ def leader_locks(database_url):
     """How many sessions hold the scheduler's leader lock."""
     with psycopg.connect(database_url) as connection:
         found = connection.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+            # pg_locks spans the cluster: count this database's lock only, not the leader
+            # of a scheduler running against another database on the same server.
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (LEADER_LOCK_KEY & 0xFFFFFFFF,),
         ).fetchone()
     return found[0]
