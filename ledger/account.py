@@ -43,6 +43,8 @@ class WalletBalance:
     available_minor: int
     held_minor: int
     overdraft_limit_minor: int
+    paid_minor: int
+    granted_minor: int
 
 
 def open_wallet(
@@ -97,6 +99,8 @@ def wallet_balance(wallet: Account) -> WalletBalance:
         available_minor=balance - wallet.debits_pending,
         held_minor=wallet.debits_pending,
         overdraft_limit_minor=wallet.overdraft_limit_minor,
+        paid_minor=wallet.paid_minor,
+        granted_minor=wallet.granted_minor,
     )
 
 

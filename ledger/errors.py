@@ -93,6 +93,10 @@ class OwnerTreeError(LedgerError):
     """A reseller link that would make an owner its own ancestor, or re-parent a customer."""
 
 
+class MonitorExists(LedgerError):
+    """The wallet already has a monitor with that direction and threshold."""
+
+
 # Constraint names (set by ledger.models' naming convention and by the ledger's triggers) and the
 # domain error each one means. Anything else refused by the database is an InvariantViolation.
 _BY_CONSTRAINT: dict[str, type[LedgerError]] = {

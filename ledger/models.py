@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -58,6 +61,7 @@ class SystemAccount(enum.StrEnum):
     PROMOTIONS = "promotions"
     HOLDS = "provisioning_holds"
     ADJUSTMENTS = "adjustments"
+    EXPIRED_CREDITS = "expired_credits"
 
     @staticmethod
     def clearing(gateway: str) -> str:
@@ -82,6 +86,8 @@ class Category(enum.StrEnum):
     HOLD = "hold"
     TRANSFER = "transfer"
     ADJUSTMENT = "adjustment"
+    GRANT = "grant"
+    GRANT_EXPIRY = "grant_expiry"
 
 
 FORCEABLE_CATEGORIES = (Category.TOPUP_REVERSAL, Category.USAGE)
@@ -116,6 +122,11 @@ class Account(Base):
             " AND debits_pending = 0 AND credits_pending = 0)",
             name="system_totals_derived",
         ),
+        # The split of a wallet's balance, kept by the transfer trigger.
+        CheckConstraint(
+            "paid_minor + granted_minor = credits_posted - debits_posted AND granted_minor >= 0",
+            name="paid_and_granted_make_balance",
+        ),
         UniqueConstraint("owner_id", "currency"),
         UniqueConstraint("code", "currency"),
     )
@@ -132,6 +143,12 @@ class Account(Base):
     credits_posted: Mapped[int] = mapped_column(default=0, server_default="0")
     debits_pending: Mapped[int] = mapped_column(default=0, server_default="0")
     credits_pending: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Paid credit (top-ups less their refunds; negative when in debt) and unused granted
+    # credit; together the balance.
+    paid_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    granted_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Has a balance monitor or an auto top-up rule, which the transfer trigger then judges.
+    watched: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -162,6 +179,23 @@ class Transfer(Base):
             name="forced_only_for_facts",
         ),
         CheckConstraint("length(idempotency_key) BETWEEN 1 AND 255", name="key_length"),
+        CheckConstraint(
+            "(category IN ('grant', 'grant_expiry')) = (grant_id IS NOT NULL)",
+            name="grant_names_grant",
+        ),
+        # One funding and one expiry per grant.
+        Index(
+            "uq_transfers_grant_funding",
+            "grant_id",
+            unique=True,
+            postgresql_where=text("category = 'grant'"),
+        ),
+        Index(
+            "uq_transfers_grant_expiry",
+            "grant_id",
+            unique=True,
+            postgresql_where=text("category = 'grant_expiry'"),
+        ),
         Index("ix_transfers_debit_account_id", "debit_account_id", "id"),
         Index("ix_transfers_credit_account_id", "credit_account_id", "id"),
         # At most one resolution per hold. Partial, so the NULLs of ordinary transfers do not
@@ -191,7 +225,168 @@ class Transfer(Base):
     expires_at: Mapped[datetime | None]
     forced: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     memo: Mapped[str | None]
+    # The credit grant a grant or grant_expiry transfer funds or expires.
+    grant_id: Mapped[uuid.UUID | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CreditGrant(Base):
+    """Granted credit in a wallet: promotion, goodwill, a reseller's gift.
+
+    Inserted unfunded; its transfer funds it, spends draw on it (lowest priority number
+    first, then earliest expiry), and at expiry its unused remainder leaves once. Only the
+    transfer trigger changes `remaining_minor`.
+    """
+
+    __tablename__ = "credit_grants"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0 AND amount_minor <= 1000000000000000", name="amount"),
+        CheckConstraint(
+            "remaining_minor >= 0 AND expired_minor >= 0"
+            " AND remaining_minor + expired_minor <= amount_minor",
+            name="remaining_within_amount",
+        ),
+        CheckConstraint("priority BETWEEN 0 AND 100", name="priority_range"),
+        CheckConstraint("length(reason) BETWEEN 1 AND 500", name="reason_length"),
+        CheckConstraint("length(granted_by) BETWEEN 1 AND 255", name="granted_by_length"),
+        CheckConstraint(
+            "(expired_at IS NULL) OR (expires_at IS NOT NULL AND remaining_minor = 0)",
+            name="expired_when_due",
+        ),
+        Index(
+            "ix_credit_grants_wallet_open",
+            "wallet_id",
+            postgresql_where=text("remaining_minor > 0"),
+        ),
+        Index(
+            "ix_credit_grants_expiring",
+            "expires_at",
+            postgresql_where=text("remaining_minor > 0 AND expires_at IS NOT NULL"),
+        ),
+        Index("ix_credit_grants_wallet_id", "wallet_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()")
+    )
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    amount_minor: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    remaining_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    expired_minor: Mapped[int] = mapped_column(default=0, server_default="0")
+    priority: Mapped[int] = mapped_column(Integer(), default=50, server_default="50")
+    expires_at: Mapped[datetime | None]
+    reason: Mapped[str]
+    granted_by: Mapped[str]
+    # The account the granted money came from: promotions, or a reseller's wallet.
+    funded_by: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    funded_at: Mapped[datetime | None]
+    expired_at: Mapped[datetime | None]
+
+
+class CreditGrantUse(Base):
+    """How much of one grant one spend drew on; written by the transfer trigger."""
+
+    __tablename__ = "credit_grant_uses"
+    __table_args__ = (
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        Index("ix_credit_grant_uses_grant_id", "grant_id"),
+    )
+
+    transfer_id: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    amount_minor: Mapped[int]
+    at: Mapped[datetime] = mapped_column(server_default=text("statement_timestamp()"))
+
+
+class WalletEntry(Base):
+    """One wallet leg of a transfer with the wallet's balance after it; written by the
+    transfer trigger in the statement that moves the money, so history reads a range."""
+
+    __tablename__ = "wallet_entries"
+    __table_args__ = (Index("ix_wallet_entries_wallet_id_at", "wallet_id", "at", "id"),)
+
+    id: Mapped[int] = mapped_column(Identity(always=False), primary_key=True)
+    wallet_id: Mapped[uuid.UUID]
+    transfer_id: Mapped[int]
+    at: Mapped[datetime] = mapped_column(server_default=text("clock_timestamp()"))
+    balance_delta_minor: Mapped[int]
+    held_delta_minor: Mapped[int]
+    paid_delta_minor: Mapped[int]
+    granted_delta_minor: Mapped[int]
+    balance_after_minor: Mapped[int]
+    held_after_minor: Mapped[int]
+    paid_after_minor: Mapped[int]
+
+
+class BalanceMonitor(Base):
+    """A threshold on a wallet's available balance; announced once per crossing."""
+
+    __tablename__ = "balance_monitors"
+    __table_args__ = (
+        CheckConstraint("direction IN ('below', 'above')", name="direction_known"),
+        CheckConstraint(
+            "threshold_minor BETWEEN -1000000000000000 AND 1000000000000000",
+            name="threshold_range",
+        ),
+        UniqueConstraint("wallet_id", "direction", "threshold_minor"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=text("gen_random_uuid()")
+    )
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    direction: Mapped[str]
+    threshold_minor: Mapped[int]
+    # Whether available was past the threshold when last looked at: the event goes out when
+    # this turns true, and the monitor re-arms when it turns false again.
+    crossed: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    crossings: Mapped[int] = mapped_column(default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    changed_at: Mapped[datetime | None]
+
+
+class AutoTopupRule(Base):
+    """When available falls below `threshold_minor`, top up to a target or by an amount."""
+
+    __tablename__ = "auto_topup_rules"
+    __table_args__ = (
+        CheckConstraint(
+            "(target_minor IS NULL) <> (amount_minor IS NULL)", name="target_or_amount"
+        ),
+        CheckConstraint(
+            "threshold_minor >= 0 AND threshold_minor <= 1000000000000000", name="threshold_range"
+        ),
+        CheckConstraint(
+            "target_minor IS NULL OR (target_minor > threshold_minor"
+            " AND target_minor <= 1000000000000000)",
+            name="target_above_threshold",
+        ),
+        CheckConstraint(
+            "amount_minor IS NULL OR (amount_minor > 0 AND amount_minor <= 1000000000000000)",
+            name="amount",
+        ),
+        CheckConstraint("per_day_max BETWEEN 1 AND 24", name="per_day_range"),
+        CheckConstraint("gateway ~ '^[a-z]{2,32}$'", name="gateway_name"),
+        CheckConstraint(
+            "(stripe_customer_id IS NULL) = (stripe_payment_method_id IS NULL)",
+            name="stripe_pair",
+        ),
+    )
+
+    wallet_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    threshold_minor: Mapped[int]
+    target_minor: Mapped[int | None]
+    amount_minor: Mapped[int | None]
+    gateway: Mapped[str]
+    per_day_max: Mapped[int] = mapped_column(Integer())
+    stripe_customer_id: Mapped[str | None]
+    stripe_payment_method_id: Mapped[str | None]
+    # Armed while available is at or above the threshold: one top-up per crossing.
+    armed: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
 class AuditEntry(Base):
@@ -306,6 +501,12 @@ class Topup(Base):
             "refunded_minor BETWEEN 0 AND credited_minor", name="refunds_within_credited"
         ),
         UniqueConstraint("gateway", "payment_id"),
+        Index(
+            "ix_topups_auto_rule_day",
+            "wallet_id",
+            "auto_rule_day",
+            postgresql_where=text("auto_rule_day IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(
@@ -321,6 +522,12 @@ class Topup(Base):
     refunded_minor: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     settled_at: Mapped[datetime | None]
+    # The day (UTC) an auto top-up rule made this top-up, counted against its daily limit.
+    auto_rule_day: Mapped[date | None] = mapped_column(Date())
+    # An off-session charge walletpipe asked the gateway for: its id, when, why it failed.
+    charge_id: Mapped[str | None]
+    charge_attempted_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None]
 
 
 class OrderStatus(enum.StrEnum):

@@ -73,18 +73,24 @@ def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: in
     return value
 
 
+# A month of a plan (ledger.plan.HOURS_PER_MONTH).
+RESERVE_HOURS_DEFAULT = 730
+
+
 @dataclass(frozen=True)
 class BillingSettings:
     """How provisioning decides and how running resources are billed; from the environment.
 
-    reserve_hours: hours of a plan's price an approval holds (PROVISIONING_RESERVE_HOURS).
+    reserve_hours: hours of a plan's price an approval holds (PROVISIONING_RESERVE_HOURS);
+        by default a month (730 hours): a wallet is admitted only when it covers the plan's
+        monthly price, as the original system's examples have it.
     confirm_timeout_s: how long a hold waits for the platform's confirm before it expires.
     grace_s: how long a resource may run on debt before its suspension is requested.
     resume_balance_minor: the balance a top-up must restore before resuming is allowed.
     low_balance_hours: time-to-zero thresholds that send `wallet.low_balance`, once per crossing.
     """
 
-    reserve_hours: int = 24
+    reserve_hours: int = RESERVE_HOURS_DEFAULT
     confirm_timeout_s: int = 1800
     grace_s: int = 6 * 3600
     resume_balance_minor: int = 0
@@ -107,7 +113,9 @@ class BillingSettings:
         if any(not 0 < hours <= 24 * 365 for hours in thresholds):
             raise ValueError("BILLING_LOW_BALANCE_HOURS must be between 1 and 8760 hours each")
         return cls(
-            reserve_hours=_int(environ, "PROVISIONING_RESERVE_HOURS", 24, 1, 24 * 366),
+            reserve_hours=_int(
+                environ, "PROVISIONING_RESERVE_HOURS", RESERVE_HOURS_DEFAULT, 1, 24 * 366
+            ),
             confirm_timeout_s=_int(environ, "PROVISIONING_CONFIRM_TIMEOUT_S", 1800, 10, 7 * 86400),
             grace_s=_int(environ, "BILLING_GRACE_S", 6 * 3600, 0, 30 * 86400),
             resume_balance_minor=_int(environ, "BILLING_RESUME_BALANCE_MINOR", 0, 0, 10**15),

@@ -34,6 +34,7 @@ _PAYLOAD_FIELDS = (
     "currency",
     "pending_id",
     "forced",
+    "grant_id",
 )
 
 
@@ -66,6 +67,8 @@ class TransferRequest:
     expires_at: datetime | None = None
     forced: bool = False
     memo: str | None = None
+    # The credit grant a grant or grant_expiry transfer funds or expires (ledger.grant).
+    grant_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,7 @@ def _row(request: TransferRequest) -> dict[str, Any]:
         "expires_at": request.expires_at,
         "forced": request.forced,
         "memo": request.memo,
+        "grant_id": request.grant_id,
     }
 
 
@@ -208,6 +212,7 @@ def _resolve(
         "expires_at": None,
         "forced": False,
         "memo": memo,
+        "grant_id": None,
     }
     return _insert(session, [row])[0]
 

@@ -86,6 +86,53 @@ ORDER BY t.id
 """)
 
 
+# The split of each wallet's balance: paid plus granted is the balance (also a CHECK), granted
+# is what its grants have left, and each grant's amount is what it has left, what spends drew
+# on it and what expired.
+_SPLIT = text("""
+SELECT a.id, a.credits_posted - a.debits_posted, a.paid_minor, a.granted_minor,
+       coalesce(g.remaining, 0)
+FROM accounts a
+LEFT JOIN (SELECT wallet_id, sum(remaining_minor) AS remaining FROM credit_grants
+           GROUP BY wallet_id) g ON g.wallet_id = a.id
+WHERE a.kind = 'wallet'
+  AND (a.paid_minor + a.granted_minor <> a.credits_posted - a.debits_posted
+       OR a.granted_minor <> coalesce(g.remaining, 0))
+ORDER BY a.id
+""")
+
+_GRANTS = text("""
+SELECT g.id, g.amount_minor, g.remaining_minor, coalesce(u.used, 0), g.expired_minor,
+       coalesce(x.amount_minor, 0), f.amount_minor
+FROM credit_grants g
+LEFT JOIN (SELECT grant_id, sum(amount_minor) AS used FROM credit_grant_uses
+           GROUP BY grant_id) u ON u.grant_id = g.id
+LEFT JOIN transfers x ON x.grant_id = g.id AND x.category = 'grant_expiry'
+LEFT JOIN transfers f ON f.grant_id = g.id AND f.category = 'grant'
+WHERE g.remaining_minor + coalesce(u.used, 0) + g.expired_minor
+      <> coalesce(f.amount_minor, 0)
+   OR g.expired_minor <> coalesce(x.amount_minor, 0)
+   OR (f.amount_minor IS NOT NULL AND f.amount_minor <> g.amount_minor)
+ORDER BY g.id
+""")
+
+# Each wallet's last entry carries its current balance and holds.
+_ENTRIES = text("""
+SELECT a.id, a.credits_posted - a.debits_posted, a.debits_pending, a.paid_minor,
+       e.balance_after_minor, e.held_after_minor, e.paid_after_minor
+FROM accounts a
+LEFT JOIN LATERAL (
+    SELECT balance_after_minor, held_after_minor, paid_after_minor FROM wallet_entries
+    WHERE wallet_id = a.id ORDER BY id DESC LIMIT 1
+) e ON true
+WHERE a.kind = 'wallet'
+  AND (coalesce(e.balance_after_minor, 0), coalesce(e.held_after_minor, 0),
+       coalesce(e.paid_after_minor, 0))
+      <> (a.credits_posted - a.debits_posted, a.debits_pending, a.paid_minor)
+ORDER BY a.id
+""")
+
+
 @dataclass(frozen=True, slots=True)
 class Breach:
     """One broken invariant: which check, on what, and what was found."""
@@ -100,7 +147,8 @@ def verify(session: Session) -> list[Breach]:
 
     Checked: each wallet's cached totals against its transfers; zero-sum per currency; that
     non-forced spending fits what was credited plus the overdraft limit (in total, not in time
-    order); each transfer's currency and forced flag; each hold's resolution.
+    order); each transfer's currency and forced flag; each hold's resolution; the paid and
+    granted split of each balance and each grant's use; each wallet's last entry.
 
     Reads everything in one repeatable-read snapshot, so concurrent transfers cannot make a
     sound ledger look broken. The caller's transaction must not have run a query yet.
@@ -142,6 +190,33 @@ def verify(session: Session) -> list[Breach]:
                 "resolution_matches_pending",
                 f"transfer {transfer_id}",
                 f"does not match pending transfer {pending_id}, or posts it after its expiry",
+            )
+        )
+    for wallet_id, balance, paid, granted, remaining in session.execute(_SPLIT):
+        breaches.append(
+            Breach(
+                "paid_and_granted",
+                f"wallet {wallet_id}",
+                f"balance {balance} but paid {paid} + granted {granted}, and its grants have"
+                f" {remaining} left",
+            )
+        )
+    for grant_id, amount, remaining, used, expired, expiry, funded in session.execute(_GRANTS):
+        breaches.append(
+            Breach(
+                "grant_accounted",
+                f"grant {grant_id}",
+                f"amount {amount} (funded {funded}) but remaining {remaining} + used {used}"
+                f" + expired {expired} (expiry transfer {expiry})",
+            )
+        )
+    for row in session.execute(_ENTRIES):
+        breaches.append(
+            Breach(
+                "entries_match_balance",
+                f"wallet {row[0]}",
+                f"(balance, held, paid) = {tuple(row[1:4])}, but its last entry says"
+                f" {tuple(row[4:7])}",
             )
         )
     return breaches

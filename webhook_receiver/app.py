@@ -42,6 +42,7 @@ _LEDGER_STATUS: dict[type[ledger_errors.LedgerError], tuple[int, str]] = {
     ledger_errors.ResourceBusy: (409, "Resource busy"),
     ledger_errors.ProvisioningStateError: (409, "Not allowed in this state"),
     ledger_errors.OwnerTreeError: (409, "Owner tree conflict"),
+    ledger_errors.MonitorExists: (409, "Monitor exists"),
     ledger_errors.InsufficientFunds: (422, "Insufficient funds"),
     ledger_errors.CurrencyMismatch: (422, "Currency mismatch"),
     ledger_errors.OrderNotRefundable: (422, "Order not refundable"),

@@ -2,8 +2,9 @@
 several (on several machines) is safe. Each tick it re-sends work left waiting in the database
 (inbox events, undecided provisioning requests, unbilled usage, undelivered notifications: a
 crash, a broker outage, a channel's backoff), voids holds past their expiry and releases their
-requests, bills every active resource for the hours it has run, and reviews debts (grace,
-suspension, resume) and low balances.
+requests, expires the unused part of due credit grants, asks Stripe to charge automatic
+top-ups off-session, bills every active resource for the hours it has run, and reviews debts
+(grace, suspension, resume) and low balances.
 
 The leader holds a session-level advisory lock on a connection of its own for as long as it
 lives; when it dies, PostgreSQL releases the lock and a standby takes over within a tick.
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledger import outbox, provisioning, relay
+from ledger import grant, outbox, provisioning, relay
 from ledger.db import make_session_factory
 from ledger.settings import BillingSettings
 from ledger.transfer import void_expired
@@ -31,12 +32,15 @@ from workers.jobs import (
     Job,
     JobSender,
 )
+from workers.stripe_charges import StripeSettings, charge_auto_topups
 
 logger = logging.getLogger(__name__)
 
 LEADER_LOCK_KEY = 0x7363686564  # "sched"
 INTERVAL_S_DEFAULT = 5.0
 RESEND_AFTER_S_DEFAULT = 30.0
+# Grant expiries one tick works through at most; the next tick goes on with the rest.
+GRANT_BATCHES_MAX = 20
 
 
 class Scheduler:
@@ -50,9 +54,11 @@ class Scheduler:
         interval_s: float = INTERVAL_S_DEFAULT,
         resend_after_s: float = RESEND_AFTER_S_DEFAULT,
         billing: BillingSettings | None = None,
+        stripe: StripeSettings | None = None,
     ) -> None:
         self._engine = engine
         self._billing = billing or BillingSettings()
+        self._stripe = stripe or StripeSettings()
         self._sessions = make_session_factory(engine)
         self._sender = sender
         self._interval_s = interval_s
@@ -90,6 +96,9 @@ class Scheduler:
         with self._sessions.begin() as session:
             voided = void_expired(session, now)
             released = provisioning.release_expired(session, voided, now=now)
+        expired = self._expire_grants()
+        charges, charge_notices = charge_auto_topups(self._sessions, self._stripe, now=now)
+        sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in charge_notices)
         with self._sessions.begin() as session:
             charged = provisioning.bill_due(session, now=now)
             reviewed = provisioning.review_debts(
@@ -98,17 +107,34 @@ class Scheduler:
             alerts = provisioning.review_low_balance(session, set(charged), settings=self._billing)
             notices = outbox.emitted(session)
         sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in notices)
-        if voided or charged or reviewed or alerts:
+        if voided or charged or reviewed or alerts or expired or charges:
             logger.info(
                 "Voided %d expired holds (%d provisioning requests released); billed %d"
-                " resources; %d debt changes; %d low-balance alerts.",
+                " resources; %d debt changes; %d low-balance alerts; %d grants expired;"
+                " %d automatic top-ups charged.",
                 len(voided),
                 released,
                 len(charged),
                 reviewed,
                 alerts,
+                expired,
+                charges,
             )
         return sent
+
+    def _expire_grants(self) -> int:
+        """Expire every due grant, a batch per transaction, catching up after downtime."""
+        expired = 0
+        for _ in range(GRANT_BATCHES_MAX):
+            with self._sessions.begin() as session:
+                batch = grant.expire_due(session)
+                notices = outbox.emitted(session)
+            for id_ in notices:
+                self._sender.send(DELIVER_NOTIFICATION, id_)
+            expired += len(batch)
+            if len(batch) < grant.EXPIRE_BATCH_MAX:
+                break
+        return expired
 
     def _relay(self, now: datetime) -> int:
         """Re-send every kind of work left waiting in the database for `resend_after`."""

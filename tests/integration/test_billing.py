@@ -16,7 +16,8 @@ from ledger.plan import HOURS_PER_MONTH, price_of_hour, price_of_hours
 from ledger.settings import BillingSettings
 from ledger.usage import bill_usage_record, record_usage
 
-SETTINGS = BillingSettings()
+# Billing, not admission, is tested here: a day of reserve keeps the wallets small.
+SETTINGS = BillingSettings(reserve_hours=24)
 SMALL_MONTH_MINOR = 15_000
 HOUR = timedelta(hours=1)
 

@@ -216,3 +216,36 @@ def test_a_release_that_read_the_request_before_its_decision_still_voids_the_hol
         provisioning.release(session, request_id, now=datetime.now(UTC))
     assert shown(sessions, request_id).status == "released"
     assert balance_of(wallet).held_minor == 0
+
+
+SEED_MONTHLY_MINOR = {"small": 15_000, "medium": 30_000, "large": 60_000, "enterprise": 120_000}
+
+
+@pytest.mark.parametrize("plan", SEED_PLANS)
+def test_by_default_r5_covers_no_plan_as_the_original_system_had_it(sessions, make_wallet, plan):
+    wallet = make_wallet(funded_minor=500)  # R5.00; Small costs R150.00 a month
+    with sessions.begin() as session:
+        request_id = provisioning.request_provisioning(
+            session, wallet_id=wallet, resource_id=f"vm-{uuid.uuid4()}", plan=plan
+        ).id
+    with sessions.begin() as session:
+        decided = provisioning.decide(
+            session, request_id, now=datetime.now(UTC), settings=BillingSettings()
+        )
+        assert (decided.status, decided.reserve_minor, decided.shortfall_minor) == (
+            "rejected",
+            SEED_MONTHLY_MINOR[plan],  # the reserve is a month of the plan
+            SEED_MONTHLY_MINOR[plan] - 500,
+        )
+
+
+def test_a_reserve_of_a_day_is_configurable_and_then_r5_covers_small(sessions, make_wallet):
+    day = BillingSettings.from_env({"PROVISIONING_RESERVE_HOURS": "24"})
+    wallet = make_wallet(funded_minor=500)
+    with sessions.begin() as session:
+        request_id = provisioning.request_provisioning(
+            session, wallet_id=wallet, resource_id=f"vm-{uuid.uuid4()}", plan="small"
+        ).id
+    with sessions.begin() as session:
+        decided = provisioning.decide(session, request_id, now=datetime.now(UTC), settings=day)
+        assert (decided.status, decided.reserve_minor) == ("approved", 493)

@@ -127,8 +127,12 @@ def test_verify_catches_a_tampered_total(walletctl, fresh_database_url):
     with psycopg.connect(fresh_database_url, autocommit=True) as connection:
         # Only someone who switches the guards off can do this; verify must still see it.
         connection.execute("ALTER TABLE accounts DISABLE TRIGGER USER")
+        # The paid part moves with it: a CHECK, which no trigger switch turns off, keeps the
+        # split equal to the balance.
         connection.execute(
-            "UPDATE accounts SET credits_posted = credits_posted + 1 WHERE id = %s", (wallet,)
+            "UPDATE accounts SET credits_posted = credits_posted + 1, paid_minor = paid_minor + 1"
+            " WHERE id = %s",
+            (wallet,),
         )
     result = walletctl("verify")
     assert result.exit_code == 1

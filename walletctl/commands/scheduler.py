@@ -14,6 +14,7 @@ from ledger.settings import BillingSettings
 from walletctl.context import Context, pass_context
 from workers.jobs import JobSender
 from workers.scheduler import INTERVAL_S_DEFAULT, RESEND_AFTER_S_DEFAULT, Scheduler
+from workers.stripe_charges import StripeSettings
 
 _INTERVAL = click.FloatRange(0.05, 3600)
 
@@ -22,6 +23,7 @@ def _scheduler(ctx: Context, interval_s: float, resend_after_s: float) -> Schedu
     broker_url = os.environ.get("BROKER_URL", "redis://localhost:6379/0")
     try:
         billing = BillingSettings.from_env()
+        stripe = StripeSettings.from_env()
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     return Scheduler(
@@ -30,6 +32,7 @@ def _scheduler(ctx: Context, interval_s: float, resend_after_s: float) -> Schedu
         interval_s=interval_s,
         resend_after_s=resend_after_s,
         billing=billing,
+        stripe=stripe,
     )
 
 

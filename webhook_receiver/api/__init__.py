@@ -6,12 +6,24 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
 # The modules add their routes to the blueprint.
 from webhook_receiver.api import (  # noqa: E402
+    credits,
     orders,
     provisioning,
     topups,
     transfers,
     usage,
     wallets,
+    watch,
 )
 
-__all__ = ["blueprint", "orders", "provisioning", "topups", "transfers", "usage", "wallets"]
+__all__ = [
+    "blueprint",
+    "credits",
+    "orders",
+    "provisioning",
+    "topups",
+    "transfers",
+    "usage",
+    "wallets",
+    "watch",
+]

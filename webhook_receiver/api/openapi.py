@@ -10,7 +10,16 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from webhook_receiver.api import orders, provisioning, topups, transfers, usage, wallets
+from webhook_receiver.api import (
+    credits,
+    orders,
+    provisioning,
+    topups,
+    transfers,
+    usage,
+    wallets,
+    watch,
+)
 from webhook_receiver.api.validation import CURRENCY, ID
 from webhook_receiver.services import services
 
@@ -46,6 +55,135 @@ SCHEMAS: dict[str, Any] = {
             "balance_minor": _MINOR,
             "available_minor": _MINOR,
             "held_minor": _MINOR,
+            "paid_minor": _MINOR,
+            "granted_minor": _MINOR,
+            "grants": {"type": "array", "items": {"$ref": "#/components/schemas/Grant"}},
+        }
+    ),
+    "Grant": _object(
+        {
+            "id": ID,
+            "amount_minor": _MINOR,
+            "remaining_minor": _MINOR,
+            "expired_minor": _MINOR,
+            "currency": CURRENCY,
+            "priority": {"type": "integer"},
+            "expires_at": _NULLABLE_TIME,
+            "reason": {"type": "string"},
+            "granted_by": {"type": "string"},
+            "created_at": _NULLABLE_TIME,
+            "expired_at": _NULLABLE_TIME,
+        }
+    ),
+    "GrantCreated": _object(
+        {
+            "id": ID,
+            "wallet_id": ID,
+            "amount_minor": _MINOR,
+            "remaining_minor": _MINOR,
+            "expired_minor": _MINOR,
+            "currency": CURRENCY,
+            "priority": {"type": "integer"},
+            "expires_at": _NULLABLE_TIME,
+            "reason": {"type": "string"},
+            "granted_by": {"type": "string"},
+            "created_at": _NULLABLE_TIME,
+            "expired_at": _NULLABLE_TIME,
+        }
+    ),
+    "Monitor": _object(
+        {
+            "id": ID,
+            "wallet_id": ID,
+            "direction": {"enum": ["below", "above"]},
+            "threshold_minor": _MINOR,
+            "crossed": {"type": "boolean"},
+            "crossings": _MINOR,
+        }
+    ),
+    "MonitorList": _object(
+        {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Monitor"}}}
+    ),
+    "MonitorRemoved": _object({"id": ID, "removed": {"const": True}}),
+    "AutoTopupRule": _object(
+        {
+            "wallet_id": ID,
+            "threshold_minor": _MINOR,
+            "target_minor": _NULLABLE_MINOR,
+            "amount_minor": _NULLABLE_MINOR,
+            "gateway": {"type": "string"},
+            "per_day_max": {"type": "integer"},
+            "stripe_customer_id": _NULLABLE_TEXT,
+            "stripe_payment_method_id": _NULLABLE_TEXT,
+            "armed": {"type": "boolean"},
+        }
+    ),
+    "AutoTopupRemoved": _object({"wallet_id": ID, "removed": {"const": True}}),
+    "BalanceAt": _object(
+        {
+            "at": _TIME,
+            "balance_minor": _MINOR,
+            "available_minor": _MINOR,
+            "held_minor": _MINOR,
+            "paid_minor": _MINOR,
+            "granted_minor": _MINOR,
+        }
+    ),
+    "WalletBalanceAt": _object(
+        {
+            "wallet_id": ID,
+            "at": _TIME,
+            "balance_minor": _MINOR,
+            "available_minor": _MINOR,
+            "held_minor": _MINOR,
+            "paid_minor": _MINOR,
+            "granted_minor": _MINOR,
+        }
+    ),
+    "StatementEntry": _object(
+        {
+            "at": _TIME,
+            "transfer_id": {"type": "integer"},
+            "type": {
+                "enum": [
+                    "topup",
+                    "refund",
+                    "order",
+                    "order_refund",
+                    "usage",
+                    "resource_hour",
+                    "hold",
+                    "hold_released",
+                    "transfer",
+                    "adjustment",
+                    "grant",
+                    "expiry",
+                ]
+            },
+            "category": {"type": "string"},
+            "memo": _NULLABLE_TEXT,
+            "amount_minor": _MINOR,
+            "held_change_minor": _MINOR,
+            "paid_change_minor": _MINOR,
+            "granted_change_minor": _MINOR,
+            "balance_minor": _MINOR,
+            "available_minor": _MINOR,
+            "held_minor": _MINOR,
+        }
+    ),
+    "Statement": _object(
+        {
+            "wallet_id": ID,
+            "owner_id": {"type": "string"},
+            "currency": CURRENCY,
+            "from": _TIME,
+            "to": _TIME,
+            "opening": {"$ref": "#/components/schemas/BalanceAt"},
+            "entries": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/StatementEntry"},
+            },
+            "closing": {"$ref": "#/components/schemas/BalanceAt"},
         }
     ),
     "Transfer": _object(
@@ -214,6 +352,23 @@ def _operation(
     return operation
 
 
+def _statement_operation() -> dict[str, Any]:
+    operation = _operation(
+        "A wallet's statement: opening balance, each entry with the balance after, closing",
+        "wallets:read",
+        200,
+        "Statement",
+        parameters=[
+            _path_id("wallet_id"),
+            {"name": "from", "in": "query", "required": True, "schema": _TIME},
+            {"name": "to", "in": "query", "required": True, "schema": _TIME},
+            {"name": "format", "in": "query", "schema": {"enum": list(credits.FORMATS)}},
+        ],
+    )
+    operation["responses"]["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return operation
+
+
 def _path_id(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": ID}
 
@@ -258,6 +413,86 @@ def document(gateways: list[str]) -> dict[str, Any]:
                 200,
                 "TransferPage",
                 parameters=[_path_id("wallet_id"), *page],
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/grants": {
+            "post": _operation(
+                "Grant credit (admin from promotions, a reseller from its own wallet)",
+                "wallets:write",
+                201,
+                "GrantCreated",
+                credits.CREATE_GRANT,
+                parameters=[_path_id("wallet_id")],
+                idempotent=True,
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/statement": {
+            "get": _statement_operation(),
+        },
+        "/api/v1/wallets/{wallet_id}/balance": {
+            "get": _operation(
+                "A wallet's balance, available and held amounts at a time",
+                "wallets:read",
+                200,
+                "WalletBalanceAt",
+                parameters=[
+                    _path_id("wallet_id"),
+                    {"name": "at", "in": "query", "schema": _TIME, "description": "Default now."},
+                ],
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/monitors": {
+            "post": _operation(
+                "Watch available balance: wallet.balance_crossed once per crossing",
+                "wallets:write",
+                201,
+                "Monitor",
+                watch.CREATE_MONITOR,
+                parameters=[_path_id("wallet_id")],
+                idempotent=True,
+            ),
+            "get": _operation(
+                "A wallet's balance monitors",
+                "wallets:read",
+                200,
+                "MonitorList",
+                parameters=[_path_id("wallet_id")],
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/monitors/{monitor_id}": {
+            "delete": _operation(
+                "Stop a balance monitor",
+                "wallets:write",
+                200,
+                "MonitorRemoved",
+                parameters=[_path_id("wallet_id"), _path_id("monitor_id")],
+                idempotent=True,
+            ),
+        },
+        "/api/v1/wallets/{wallet_id}/auto-topup": {
+            "put": _operation(
+                "Set the wallet's auto top-up rule",
+                "wallets:write",
+                200,
+                "AutoTopupRule",
+                watch.SET_AUTO_TOPUP,
+                parameters=[_path_id("wallet_id")],
+                idempotent=True,
+            ),
+            "get": _operation(
+                "The wallet's auto top-up rule",
+                "wallets:read",
+                200,
+                "AutoTopupRule",
+                parameters=[_path_id("wallet_id")],
+            ),
+            "delete": _operation(
+                "Remove the wallet's auto top-up rule",
+                "wallets:write",
+                200,
+                "AutoTopupRemoved",
+                parameters=[_path_id("wallet_id")],
+                idempotent=True,
             ),
         },
         "/api/v1/topups": {

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from ledger.account import wallet_balance
+from ledger.grant import grant_view
 from ledger.models import (
     Account,
+    CreditGrant,
     Order,
     ProvisioningRequest,
     Topup,
@@ -17,7 +20,8 @@ from ledger.models import (
 )
 
 
-def wallet(account: Account) -> dict[str, Any]:
+def wallet(account: Account, grants: Sequence[CreditGrant] = ()) -> dict[str, Any]:
+    """A wallet: its balance split into paid and granted credit, with the grants left."""
     balance = wallet_balance(account)
     return {
         "id": str(account.id),
@@ -26,6 +30,9 @@ def wallet(account: Account) -> dict[str, Any]:
         "balance_minor": balance.balance_minor,
         "available_minor": balance.available_minor,
         "held_minor": balance.held_minor,
+        "paid_minor": balance.paid_minor,
+        "granted_minor": balance.granted_minor,
+        "grants": [grant_view(row) for row in grants],
     }
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from ledger.account import open_wallet
+from ledger.grant import open_grants
 from ledger.models import Transfer
 from ledger.money import validate_currency
 from ledger.provisioning import burn_rate
@@ -45,7 +46,8 @@ def create_wallet(session: Session) -> tuple[dict[str, Any], int]:
 @requires("wallets:read")
 def show_wallet(wallet_id: uuid.UUID) -> Response:
     with services().sessions() as session:
-        return jsonify(views.wallet(visible_wallet(session, wallet_id)))
+        account = visible_wallet(session, wallet_id)
+        return jsonify(views.wallet(account, open_grants(session, account.id)))
 
 
 @blueprint.get("/wallets/<uuid:wallet_id>/burn-rate")
