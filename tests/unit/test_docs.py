@@ -65,7 +65,7 @@ def settings_read() -> set[str]:
 def test_every_walletctl_command_and_option_is_in_the_cli_doc():
     written = doc("cli.md")
     found = list(commands(cli))
-    assert len(found) == 19
+    assert len(found) >= 19  # the enumeration found the tree, not an empty one
     for path, command in found:
         assert f"`{' '.join(path)}" in written, f"walletctl {' '.join(path)} is not in docs/cli.md"
         for param in command.params:
@@ -79,7 +79,7 @@ def test_every_route_the_app_serves_is_in_the_api_doc():
     written = doc("api.md")
     app = create_app(ReceiverSettings(database_url="postgresql://127.0.0.1:1/unused"))
     rules = list(app.url_map.iter_rules())
-    assert len(rules) == 22
+    assert len(rules) >= 22  # the url map was read, not an empty one
     for rule in rules:
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -101,7 +101,7 @@ def test_every_event_type_is_in_the_events_doc():
         for source in (ROOT / "ledger").glob("*.py")
         for found in EVENT_TYPE.findall(source.read_text(encoding="utf-8"))
     }
-    assert len(types) == 10
+    assert len(types) >= 10  # the event types were found, not none
     missing = sorted(t for t in types if f"| `{t}` |" not in written)
     assert not missing, f"not in docs/events.md: {missing}"
 
