@@ -1,7 +1,8 @@
 """The scheduler: one leader at a time, elected by a PostgreSQL advisory lock, so running
-several (on several machines) is safe. Each tick it re-sends work left waiting in the database
-(inbox events, undecided provisioning requests, unbilled usage, undelivered notifications: a
-crash, a broker outage, a channel's backoff), voids holds past their expiry and releases their
+several (on several machines) is safe. Each tick it re-sends undecided provisioning requests
+and rings the ledger, billing and notification doorbells once for whatever inbox events,
+usage records and notifications wait in the database (a crash, a broker outage, a channel's
+backoff), voids holds past their expiry and releases their
 requests, bills every active resource for the hours it has run, and reviews debts (grace,
 suspension, resume) and low balances.
 
@@ -25,9 +26,9 @@ from ledger.settings import BillingSettings
 from ledger.transfer import void_expired
 from workers.jobs import (
     APPLY_INBOX_BATCH,
-    BILL_USAGE,
+    BILL_USAGE_RECORDS,
     DECIDE_PROVISIONING,
-    DELIVER_NOTIFICATION,
+    DELIVER_NOTIFICATIONS,
     Job,
     JobSender,
 )
@@ -58,6 +59,9 @@ class Scheduler:
         self._interval_s = interval_s
         self._resend_after = timedelta(seconds=resend_after_s)
         self._lock: Connection | None = None
+        # When each doorbell was last rung: at most once per resend_after, so workers that
+        # are down for an hour find a handful of doorbells waiting, not one per tick.
+        self._rung_at: dict[str, datetime] = {}
 
     @property
     def leading(self) -> bool:
@@ -97,7 +101,8 @@ class Scheduler:
             )
             alerts = provisioning.review_low_balance(session, set(charged), settings=self._billing)
             notices = outbox.emitted(session)
-        sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in notices)
+        if notices:
+            sent += self._sender.send(DELIVER_NOTIFICATIONS)
         if voided or charged or reviewed or alerts:
             logger.info(
                 "Voided %d expired holds (%d provisioning requests released); billed %d"
@@ -124,19 +129,29 @@ class Scheduler:
                     (DECIDE_PROVISIONING, (str(id_),))
                     for id_ in relay.claim_undecided(session, now=now, resend_after=after)
                 ),
-                *(
-                    (BILL_USAGE, (str(wallet), usage))
-                    for wallet, usage in relay.claim_unbilled(session, now=now, resend_after=after)
-                ),
-                *(
-                    (DELIVER_NOTIFICATION, (id_,))
-                    for id_ in relay.claim_undelivered(session, now=now, resend_after=after)
-                ),
+            ]
+            doorbells = [
+                job
+                for job, waiting in (
+                    (BILL_USAGE_RECORDS, relay.unbilled_waiting),
+                    (DELIVER_NOTIFICATIONS, relay.undelivered_waiting),
+                )
+                if self._may_ring(job, now) and waiting(session, now=now, resend_after=after)
             ]
         sent = sum(self._sender.send(job, *args) for job, args in jobs)
-        if jobs:
-            logger.info("Re-sent %d of %d waiting jobs.", sent, len(jobs))
+        for job in doorbells:
+            if self._sender.send(job):
+                self._rung_at[job.actor_name] = now
+                sent += 1
+        if jobs or doorbells:
+            logger.info(
+                "Re-sent %d of %d waiting jobs and doorbells.", sent, len(jobs) + len(doorbells)
+            )
         return sent
+
+    def _may_ring(self, doorbell: Job, now: datetime) -> bool:
+        last = self._rung_at.get(doorbell.actor_name)
+        return last is None or not last <= now < last + self._resend_after
 
     def run(self, stop: threading.Event) -> None:
         """Lead or stand by until `stop` is set; database outages are waited out."""

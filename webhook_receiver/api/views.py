@@ -15,6 +15,7 @@ from ledger.models import (
     Transfer,
     UsageRecord,
 )
+from ledger.usage import UsageEntry
 
 
 def wallet(account: Account) -> dict[str, Any]:
@@ -100,7 +101,7 @@ def provisioning_request(row: ProvisioningRequest) -> dict[str, Any]:
     }
 
 
-def usage_record(row: UsageRecord) -> dict[str, Any]:
+def usage_record(row: UsageRecord | UsageEntry) -> dict[str, Any]:
     return {
         "id": row.id,
         "wallet_id": str(row.wallet_id),
