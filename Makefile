@@ -24,7 +24,7 @@ export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
 .PHONY: run test test-bundled install services services-stop migrate lint typecheck imports pytest \
-	openapi bench-ledger bench-receiver bench-e2e clean
+	openapi bench-ledger bench-receiver bench-e2e bench-batch clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,9 @@ bench-receiver: install
 bench-e2e: install
 	@command -v wrk >/dev/null || { echo "bench-e2e needs wrk: apt-get install -y wrk"; exit 1; }
 	@$(SERVICES) run -- python bench/e2e.py
+
+bench-batch: install services
+	$(BIN)/python bench/batch_paths.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
