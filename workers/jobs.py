@@ -33,6 +33,9 @@ DECIDE_PROVISIONING = Job("decide_provisioning", "provisioning")
 # so one message per committing transaction serves any number of rows.
 DELIVER_NOTIFICATIONS = Job("deliver_notifications", "notifications")
 BILL_USAGE_RECORDS = Job("bill_usage_records", "billing")
+# Per-row jobs the doorbells replaced: a dead letter of one is replayed as its doorbell, which
+# finds the row still waiting in the database.
+REPLACED_BY = {"deliver_notification": DELIVER_NOTIFICATIONS, "bill_usage": BILL_USAGE_RECORDS}
 
 
 def connect_broker(url: str, *, timeout_s: float, middleware: list[Any] | None = None) -> Any:
