@@ -7,7 +7,12 @@ a channel received is exact only where every event is the test's own.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -295,3 +300,54 @@ def test_the_relay_rings_when_a_backoff_runs_out_and_never_for_a_failed_event(ow
     assert not waiting(next_attempt_at=now + timedelta(seconds=5))  # backing off
     assert waiting(next_attempt_at=now - timedelta(seconds=5))  # backoff over: nobody else rings
     assert not waiting(next_attempt_at=None, failed_at=now)  # given up on
+
+
+DELIVER_ONCE = """
+from workers import actors
+actors.deliver_notifications()
+"""
+
+
+def test_a_worker_killed_mid_batch_leaves_its_batch_to_be_sent_again_and_nothing_lost(
+    own_sessions, workers, receivers, monkeypatch
+):
+    _, subscriber, _ = receivers
+    events = credited(own_sessions, count=20, whatsapp=None)
+    subscriber.delay_s = 0.3  # the batch is still sending when the worker dies
+    monkeypatch.setenv("NOTIFY_CHANNELS", "webhooks")
+    monkeypatch.setenv("NOTIFY_WEBHOOK_URLS", f"{subscriber.url}/hooks/walletpipe")
+    worker = subprocess.Popen([sys.executable, "-c", DELIVER_ONCE], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 30
+        while not subscriber.received and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert subscriber.received, "the worker never sent anything"
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    sent_before_the_kill = hook_ids(subscriber)
+    with own_sessions() as session:  # nothing the dead worker sent was recorded
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.id.in_(events), OutboxEvent.attempts > 0)
+            )
+            == 0
+        )
+
+    subscriber.delay_s = 0.0
+    from workers import process
+
+    process.reset()
+    workers.deliver_notifications()  # the next doorbell: the dead worker's locks are gone
+    received = hook_ids(subscriber)
+    assert set(received) == {f"evt_{e}" for e in events}  # nothing lost
+    # The at-least-once window: what the dead worker had sent comes again, with the same id,
+    # and that is at most its one batch (NOTIFY_BATCH_MAX, 8 here).
+    twice = {hook for hook, times in received.items() if times > 1}
+    assert set(sent_before_the_kill) <= twice
+    assert len(twice) <= 8
+    assert all(times <= 2 for times in received.values())
+    with own_sessions() as session:
+        assert all(session.get(OutboxEvent, e).delivered_at is not None for e in events)
