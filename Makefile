@@ -24,7 +24,8 @@ export PAYFAST_ALLOWED_NETWORKS ?= 127.0.0.1/32
 export WALLETPIPE_JWT_SECRET ?= local-development-jwt-secret-0123456789abcdef
 
 .PHONY: run test test-bundled install services services-stop migrate lint typecheck imports pytest \
-	chaos openapi deploy-check test-scale bench-ledger bench-receiver bench-e2e bench-slow-clients clean
+	chaos openapi deploy-check test-scale bench-ledger bench-receiver bench-e2e bench-batch \
+	bench-slow-clients clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -111,6 +112,10 @@ bench-e2e: install
 
 bench-slow-clients: install deploy-check
 	@$(SERVICES) run -- python bench/slow_clients.py
+
+# Delivery and usage billing, per row before and in batches after, in one run.
+bench-batch: install
+	@$(SERVICES) run -- python bench/batch_paths.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -2,24 +2,26 @@
 
 An event commits or rolls back with the ledger effect it describes, so nothing is announced
 that did not happen and nothing that happened goes unannounced. The workers deliver it after
-commit, to every channel at least once: a channel that took it is recorded and never sent it
-again; one that failed is retried with backoff, the others untouched.
+commit, to every channel at least once, claiming due events in batches (`claim_due`, rows
+other workers hold skipped) and closing each batch's attempts in two statements
+(`finish_attempts`): a channel that took an event is recorded and never sent it again; one
+that failed is retried with backoff, the others untouched.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ledger.account import current_balance
-from ledger.models import Account, OutboxDelivery, OutboxEvent, OwnerContact
 from ledger.transfer import bounded_key
 
 # A channel that keeps failing is tried again later, each wait twice the last, within bounds;
@@ -187,82 +189,162 @@ class Notice:
     whatsapp_to: str | None
 
 
-def lock_for_delivery(session: Session, event_id: int) -> tuple[Notice, frozenset[str]] | None:
-    """The undelivered event, locked, and the channels that have it already.
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A locked, undelivered event: what to send, how often it was tried, who has it."""
 
-    None when it is delivered, failed for good, unknown, or locked by a worker delivering it
-    now (that worker finishes it; the relay re-sends it if that worker dies).
+    notice: Notice
+    attempts: int
+    done: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one delivery attempt of a claimed event achieved, channel by channel."""
+
+    claimed: Claimed
+    delivered: tuple[str, ...]
+    errors: dict[str, str]
+
+
+BATCH_MAX_DEFAULT = 32
+
+# Everything the channels need in the statement that locks the rows: the owner and the
+# contact by join, the channels that took an earlier attempt by subquery (an event never
+# tried has none, so the subquery is skipped). Rows another worker holds are skipped, so any
+# number of workers share a backlog; a fresh row (no next attempt set) is always due, so a
+# clock behind the database's cannot hold it back.
+_CLAIM = text(
     """
-    row = session.execute(
-        select(OutboxEvent, Account.owner_id, OwnerContact.whatsapp_to)
-        .outerjoin(Account, Account.id == OutboxEvent.wallet_id)
-        .outerjoin(OwnerContact, OwnerContact.owner_id == Account.owner_id)
-        .where(
-            OutboxEvent.id == event_id,
-            OutboxEvent.delivered_at.is_(None),
-            OutboxEvent.failed_at.is_(None),
-        )
-        .with_for_update(of=OutboxEvent, skip_locked=True)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if row is None:
-        return None
-    event, owner_id, whatsapp_to = row
-    # Deliveries are recorded only by an attempt that failed somewhere: before one, none.
-    done = (
-        session.scalars(
-            select(OutboxDelivery.channel).where(OutboxDelivery.event_id == event_id)
-        ).all()
-        if event.attempts
-        else ()
-    )
-    notice = Notice(
-        id=event.id,
-        event_type=event.event_type,
-        key=event.key,
-        created_at=event.created_at,
-        data=event.payload,
-        owner_id=owner_id,
-        whatsapp_to=whatsapp_to,
-    )
-    return notice, frozenset(done)
-
-
-def finish_attempt(
-    session: Session,
-    event_id: int,
-    *,
-    now: datetime,
-    delivered: list[str],
-    errors: dict[str, str],
-) -> str:
-    """Close a delivery attempt of a locked event; returns delivered, retrying or failed.
-
-    `delivered` names the channels that took the event in this attempt, `errors` the ones
-    that did not. With no errors the event is done. Otherwise the channels that took it are
-    recorded, so the next attempt skips them; it waits twice as long as before, and after
-    ATTEMPTS_MAX attempts it is failed for good.
+    SELECT o.id, o.event_type, o.key, o.created_at, o.payload, o.attempts,
+           a.owner_id, c.whatsapp_to,
+           CASE WHEN o.attempts > 0
+                THEN ARRAY(SELECT d.channel FROM outbox_deliveries d WHERE d.event_id = o.id)
+           END AS done
+    FROM outbox_events o
+    LEFT JOIN accounts a ON a.id = o.wallet_id
+    LEFT JOIN owner_contacts c ON c.owner_id = a.owner_id
+    WHERE o.delivered_at IS NULL AND o.failed_at IS NULL
+      AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= :now)
+    ORDER BY o.created_at
+    LIMIT :limit
+    FOR UPDATE OF o SKIP LOCKED
     """
-    event = session.get(OutboxEvent, event_id)
-    assert event is not None, "finish_attempt needs the event lock_for_delivery returned"
-    event.attempts += 1
-    if not errors:
-        event.delivered_at, event.last_error, event.next_attempt_at = now, None, None
-        return "delivered"
-    if delivered:
-        session.execute(
-            insert(OutboxDelivery)
-            .values([{"event_id": event_id, "channel": channel} for channel in delivered])
-            .on_conflict_do_nothing(index_elements=["event_id", "channel"])
+)
+
+_RECORD_DELIVERIES = text(
+    """
+    INSERT INTO outbox_deliveries (event_id, channel)
+    SELECT * FROM unnest(CAST(:event_ids AS bigint[]), CAST(:channels AS text[]))
+    ON CONFLICT (event_id, channel) DO NOTHING
+    """
+)
+
+_CLOSE_ATTEMPTS = text(
+    """
+    UPDATE outbox_events o
+    SET attempts = o.attempts + 1,
+        delivered_at = v.delivered_at,
+        failed_at = v.failed_at,
+        next_attempt_at = v.next_attempt_at,
+        last_error = v.last_error
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:delivered_at AS timestamptz[]),
+                CAST(:failed_at AS timestamptz[]), CAST(:next_attempt_at AS timestamptz[]),
+                CAST(:last_error AS text[]))
+         AS v(id, delivered_at, failed_at, next_attempt_at, last_error)
+    WHERE o.id = v.id
+    """
+)
+
+
+def claim_due(session: Session, *, now: datetime, limit: int = BATCH_MAX_DEFAULT) -> list[Claimed]:
+    """Lock up to `limit` undelivered events whose attempt is due, oldest first.
+
+    Locked until the caller's transaction ends, so no other worker claims them meanwhile;
+    delivered ones, ones failed for good, and ones waiting out a backoff are not claimed.
+    """
+    assert limit >= 1
+    rows = session.connection().execute(_CLAIM, {"now": now, "limit": limit})
+    return [
+        Claimed(
+            notice=Notice(
+                id=row.id,
+                event_type=row.event_type,
+                key=row.key,
+                created_at=row.created_at,
+                data=row.payload,
+                owner_id=row.owner_id,
+                whatsapp_to=row.whatsapp_to,
+            ),
+            attempts=row.attempts,
+            done=frozenset(row.done or ()),
         )
-    event.last_error = "; ".join(f"{name}: {error}" for name, error in sorted(errors.items()))[
-        :ERROR_CHARS_MAX
+        for row in rows
     ]
-    if event.attempts >= ATTEMPTS_MAX:
-        event.failed_at, event.next_attempt_at = now, None
-        return "failed"
-    event.next_attempt_at = now + backoff(event.attempts)
-    return "retrying"
+
+
+def finish_attempts(
+    session: Session, attempts: Sequence[Attempt], *, now: datetime
+) -> Counter[str]:
+    """Close the delivery attempts of claimed events in two statements; counts by outcome.
+
+    An event with no errors is delivered. Otherwise the channels that took it are recorded,
+    so the next attempt skips them; it waits twice as long as before, and after ATTEMPTS_MAX
+    attempts it is failed for good. Either way the event's attempts grow by one.
+    """
+    outcomes: Counter[str] = Counter()
+    if not attempts:
+        return outcomes
+    recorded: list[tuple[int, str]] = []
+    ids: list[int] = []
+    delivered_at: list[datetime | None] = []
+    failed_at: list[datetime | None] = []
+    next_attempt_at: list[datetime | None] = []
+    last_error: list[str | None] = []
+    for attempt in attempts:
+        event_id, tried = attempt.claimed.notice.id, attempt.claimed.attempts + 1
+        ids.append(event_id)
+        if not attempt.errors:
+            outcomes["delivered"] += 1
+            delivered_at.append(now)
+            failed_at.append(None)
+            next_attempt_at.append(None)
+            last_error.append(None)
+            continue
+        # Deliveries are recorded only by an attempt that failed somewhere: a delivered
+        # event needs no record of who has it, since nobody is sent it again.
+        recorded.extend((event_id, channel) for channel in attempt.delivered)
+        delivered_at.append(None)
+        last_error.append(
+            "; ".join(f"{name}: {error}" for name, error in sorted(attempt.errors.items()))[
+                :ERROR_CHARS_MAX
+            ]
+        )
+        if tried >= ATTEMPTS_MAX:
+            outcomes["failed"] += 1
+            failed_at.append(now)
+            next_attempt_at.append(None)
+        else:
+            outcomes["retrying"] += 1
+            failed_at.append(None)
+            next_attempt_at.append(now + backoff(tried))
+    connection = session.connection()
+    if recorded:
+        connection.execute(
+            _RECORD_DELIVERIES,
+            {"event_ids": [e for e, _ in recorded], "channels": [c for _, c in recorded]},
+        )
+    connection.execute(
+        _CLOSE_ATTEMPTS,
+        {
+            "ids": ids,
+            "delivered_at": delivered_at,
+            "failed_at": failed_at,
+            "next_attempt_at": next_attempt_at,
+            "last_error": last_error,
+        },
+    )
+    return outcomes
 
 
 def backoff(attempts: int) -> timedelta:

@@ -1,11 +1,11 @@
 """What the workers should get (again): work a lost job or a broker outage left waiting.
 
-Inbox events still to apply (and parked ones whose retry time has come) need one ring of the
-workers' doorbell, however many there are. Provisioning requests still to decide, usage
-records still to bill and notifications still to deliver are each claimed with their row
-stamped, so each waits `resend_after` before it is due again; rows another relay is claiming
-are skipped. Send the jobs only after the claiming transaction commits; one that fails to go
-out is due again.
+Inbox events still to apply (and parked ones whose retry time has come), usage records still
+to bill and notifications still to deliver are served by doorbells: the relay only asks
+whether any waits, and rings once for the whole backlog. Provisioning requests still to
+decide are claimed with their rows stamped, so each waits `resend_after` before it is due
+again; rows another relay is claiming are skipped. Send the jobs only after the claiming
+transaction commits; one that fails to go out is due again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ledger.models import InboxEvent, InboxStatus, OutboxEvent, ProvisioningRequest, UsageRecord
@@ -57,47 +57,42 @@ def claim_undecided(
     ]
 
 
-def claim_unbilled(
-    session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
-) -> list[tuple[uuid.UUID, str]]:
-    """(wallet id, usage id) of usage records still to bill."""
-    return [
-        (wallet_id, usage_id)
-        for wallet_id, usage_id in _claim(
-            session,
-            UsageRecord,
-            (UsageRecord.wallet_id, UsageRecord.id),
-            UsageRecord.status == "pending",
-            UsageRecord.created_at,
-            now=now,
-            resend_after=resend_after,
-            limit=limit,
+def unbilled_waiting(session: Session, *, now: datetime, resend_after: timedelta) -> bool:
+    """Whether a usage record has waited `resend_after` to be billed: its doorbell was lost.
+
+    The billing workers claim every pending record when rung, so one ring serves a backlog.
+    """
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    UsageRecord.status == "pending",
+                    UsageRecord.created_at < now - resend_after,
+                )
+            )
         )
-    ]
+    )
 
 
-def claim_undelivered(
-    session: Session, *, now: datetime, resend_after: timedelta, limit: int = 500
-) -> list[int]:
-    """Ids of outbox events not yet delivered to every channel whose next attempt is due (a
-    failing channel's backoff is waited out; one given up on is never claimed)."""
-    return [
-        int(id_)
-        for (id_,) in _claim(
-            session,
-            OutboxEvent,
-            (OutboxEvent.id,),
-            and_(
-                OutboxEvent.delivered_at.is_(None),
-                OutboxEvent.failed_at.is_(None),
-                func.coalesce(OutboxEvent.next_attempt_at, OutboxEvent.created_at) <= now,
-            ),
-            OutboxEvent.created_at,
-            now=now,
-            resend_after=resend_after,
-            limit=limit,
+def undelivered_waiting(session: Session, *, now: datetime, resend_after: timedelta) -> bool:
+    """Whether an outbox event is due and nobody may ring for it: one waiting `resend_after`
+    since it was written (its doorbell was lost), or one whose backoff has run out (a
+    failing channel's retry, which only the relay rings for). One failed for good is not."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    OutboxEvent.delivered_at.is_(None),
+                    OutboxEvent.failed_at.is_(None),
+                    or_(
+                        OutboxEvent.next_attempt_at <= now,
+                        OutboxEvent.next_attempt_at.is_(None)
+                        & (OutboxEvent.created_at < now - resend_after),
+                    ),
+                )
+            )
         )
-    ]
+    )
 
 
 def _claim(

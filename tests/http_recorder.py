@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +23,15 @@ class Received:
 
 
 class Recorder:
-    """Answers every POST with `status` (200 unless set) and keeps each request in order."""
+    """Answers every POST with `status` (200 unless set), after `delay_s` (0 unless set), and
+    keeps each request in order, as soon as it has arrived."""
 
     def __init__(self, server: ThreadingHTTPServer) -> None:
         self._server = server
         self._lock = threading.Lock()
         self.received: list[Received] = []
         self.status = 200
+        self.delay_s = 0.0
 
     @property
     def url(self) -> str:
@@ -60,6 +63,7 @@ def recording_server() -> Iterator[Recorder]:
                     self.rfile.read(length),
                 )
             )
+            time.sleep(recorder.delay_s)
             body = b'{"ok": true}' if status < 400 else b'{"error": "refused by the test"}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

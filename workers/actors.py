@@ -1,8 +1,9 @@
-"""The workers' jobs. Actors are plain callables that take ids and own one transaction each.
+"""The workers' jobs. Actors are plain callables that take ids and own one transaction each;
+doorbells take none and claim, batch by batch, what the database says is waiting.
 
 Run them with `dramatiq workers.actors` (the Procfile's worker). A business outcome is recorded
 and the actor returns; a database error raises, and Dramatiq retries it with a bound. Outbox
-events a job writes are handed to the notification workers once its transaction commits.
+events a job writes ring the notification workers' doorbell once its transaction commits.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,9 +22,13 @@ from sqlalchemy.orm import Session
 import workers.broker  # noqa: F401  (sets the broker the actors bind to)
 from ledger import outbox, provisioning, settlement, usage
 from ledger.errors import NotFound
-from workers import process
-from workers.errors import DeliveryFailed
-from workers.jobs import APPLY_INBOX_BATCH, BILL_USAGE, DECIDE_PROVISIONING, DELIVER_NOTIFICATION
+from workers import delivery, process
+from workers.jobs import (
+    APPLY_INBOX_BATCH,
+    BILL_USAGE_RECORDS,
+    DECIDE_PROVISIONING,
+    DELIVER_NOTIFICATIONS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,48 +60,32 @@ def apply_inbox_batch() -> None:
 
 
 @dramatiq.actor(
-    actor_name=DELIVER_NOTIFICATION.actor_name, queue_name=DELIVER_NOTIFICATION.queue_name
+    actor_name=DELIVER_NOTIFICATIONS.actor_name, queue_name=DELIVER_NOTIFICATIONS.queue_name
 )
-def deliver_notification(outbox_id: int) -> None:
-    """Deliver an outbox event to each configured channel that does not have it yet.
+def deliver_notifications() -> None:
+    """Deliver every due outbox event to each channel that does not have it yet, in batches.
 
-    A channel that fails is retried by the outbox's own backoff (the scheduler re-sends the
-    job), not by Dramatiq, so the channels that took it are never sent it again.
+    A doorbell: it takes no arguments, the database says what is due. Each round claims up to
+    NOTIFY_BATCH_MAX events in one transaction (workers.delivery); it goes on while rounds
+    come back full, for DOORBELL_S_MAX at most, then rings again for the rest. A channel
+    that fails is retried by the outbox's own backoff (the scheduler rings when it is due),
+    not by Dramatiq, so the channels that took an event are never sent it again.
     """
-    now = datetime.now(UTC)
-    with process.sessions().begin() as session:
-        locked = outbox.lock_for_delivery(session, outbox_id)
-        if locked is None:
-            return  # delivered, given up on, or being delivered by another worker now
-        notice, done = locked
-        delivered: list[str] = []
-        errors: dict[str, str] = {}
-        for channel in process.channels():
-            if channel.name in done or not channel.accepts(notice):
-                continue
-            try:
-                channel.send(notice)
-            except DeliveryFailed as exc:
-                errors[channel.name] = str(exc)
-                continue
-            except Exception as exc:  # a channel's bug counts as a failed attempt, bounded
-                logger.exception("Channel %s failed on %s.", channel.name, outbox_id)
-                errors[channel.name] = f"{type(exc).__name__}: {exc}"
-                continue
-            delivered.append(channel.name)
-        state = outbox.finish_attempt(
-            session, outbox_id, now=now, delivered=delivered, errors=errors
+    batch_max = process.settings().notify_batch_max
+    deadline = time.monotonic() + DOORBELL_S_MAX
+    outcomes: Counter[str] = Counter()
+    while True:
+        done = delivery.deliver_due(
+            process.sessions(), process.channels(), process.send_pool(), limit=batch_max
         )
-    # A delivered notification is logged by the channels themselves; trouble is logged here.
-    log = logger.debug if state == "delivered" else logger.warning
-    log(
-        "Notification %s %s: %s%s.",
-        notice.event_type,
-        outbox_id,
-        state,
-        f" ({'; '.join(errors.values())})" if errors else "",
-        extra={"outbox_id": outbox_id, "event_type": notice.event_type},
-    )
+        outcomes.update(done.outcomes)
+        if done.claimed < batch_max:
+            break
+        if time.monotonic() >= deadline:
+            _ring(deliver_notifications)
+            break
+    if outcomes:
+        logger.debug("Notifications: %s.", dict(outcomes))
 
 
 @dramatiq.actor(
@@ -121,14 +111,27 @@ def decide_provisioning(request_id: str) -> None:
     )
 
 
-@dramatiq.actor(actor_name=BILL_USAGE.actor_name, queue_name=BILL_USAGE.queue_name)
-def bill_usage(wallet_id: str, usage_id: str) -> None:
-    """Charge a stored usage record to its wallet, once."""
-    try:
+@dramatiq.actor(actor_name=BILL_USAGE_RECORDS.actor_name, queue_name=BILL_USAGE_RECORDS.queue_name)
+def bill_usage_records() -> None:
+    """Charge every pending usage record to its wallet, once, in batches.
+
+    A doorbell like deliver_notifications: each round bills up to USAGE_BATCH_MAX records in
+    one transaction (ledger.usage.bill_pending), for DOORBELL_S_MAX at most.
+    """
+    batch_max = process.settings().usage_batch_max
+    deadline = time.monotonic() + DOORBELL_S_MAX
+    billed = 0
+    while True:
         with ledger_transaction() as session:
-            usage.bill_usage_record(session, uuid.UUID(wallet_id), usage_id)
-    except NotFound:
-        logger.error("Usage record %s of wallet %s does not exist.", usage_id, wallet_id)
+            done = usage.bill_pending(session, limit=batch_max)
+        billed += done.billed
+        if done.claimed < batch_max:
+            break
+        if time.monotonic() >= deadline:
+            _ring(bill_usage_records)
+            break
+    if billed:
+        logger.info("Billed %d usage records.", billed)
 
 
 @contextmanager
@@ -142,14 +145,17 @@ def ledger_transaction() -> Iterator[Session]:
 
 
 def announce(outbox_ids: Iterable[int]) -> None:
-    """Send delivery jobs for committed outbox events; what fails to go out, the relay re-sends."""
-    for outbox_id in outbox_ids:
-        try:
-            deliver_notification.send(outbox_id)
-        except Exception:  # committed already: the relay finds the event undelivered
-            logger.warning(
-                "Could not send notification %s; the relay will re-send it.",
-                outbox_id,
-                exc_info=True,
-                extra={"outbox_id": outbox_id},
-            )
+    """Ring the notification workers' doorbell once for events a transaction has committed.
+
+    One message however many events: the workers claim what is due. If it fails to go out,
+    the relay rings for the events left waiting.
+    """
+    if any(True for _ in outbox_ids):
+        _ring(deliver_notifications)
+
+
+def _ring(doorbell: dramatiq.Actor[[], None]) -> None:
+    try:
+        doorbell.send()
+    except Exception:  # committed already: the relay rings for what is left waiting
+        logger.warning("Could not ring %s; the relay will.", doorbell.actor_name, exc_info=True)

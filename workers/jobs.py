@@ -27,10 +27,19 @@ class Job:
 
 
 # Queues per kind of work, so each can be given its own workers (`dramatiq ... --queues`).
-APPLY_INBOX_BATCH = Job("apply_inbox_batch", "ledger")
-DELIVER_NOTIFICATION = Job("deliver_notification", "notifications")
 DECIDE_PROVISIONING = Job("decide_provisioning", "provisioning")
-BILL_USAGE = Job("bill_usage", "billing")
+# Doorbells: no arguments; the worker claims whatever is waiting in the database, in batches,
+# so one message per committing transaction serves any number of rows.
+APPLY_INBOX_BATCH = Job("apply_inbox_batch", "ledger")
+DELIVER_NOTIFICATIONS = Job("deliver_notifications", "notifications")
+BILL_USAGE_RECORDS = Job("bill_usage_records", "billing")
+# Per-row jobs the doorbells replaced: a dead letter of one is replayed as its doorbell, which
+# finds the row still waiting in the database.
+REPLACED_BY = {
+    "apply_gateway_event": APPLY_INBOX_BATCH,
+    "deliver_notification": DELIVER_NOTIFICATIONS,
+    "bill_usage": BILL_USAGE_RECORDS,
+}
 
 
 def connect_broker(url: str, *, timeout_s: float, middleware: list[Any] | None = None) -> Any:

@@ -7,6 +7,7 @@ connection is ever shared across a fork.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,7 +46,18 @@ def channels() -> tuple[Channel, ...]:
     return tuple(build_channels(settings()))
 
 
+@functools.cache
+def send_pool() -> ThreadPoolExecutor:
+    """The threads a batch's network sends run on: at most NOTIFY_CONCURRENCY in flight per
+    process, whichever worker thread's batch they belong to."""
+    return ThreadPoolExecutor(
+        max_workers=settings().notify_concurrency, thread_name_prefix="notify-send"
+    )
+
+
 def reset() -> None:
     """Forget what this process holds (tests that change the environment)."""
-    for cached in (settings, billing, sessions, channels):
+    if send_pool.cache_info().currsize:
+        send_pool().shutdown(wait=True)
+    for cached in (settings, billing, sessions, channels, send_pool):
         cached.cache_clear()

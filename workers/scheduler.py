@@ -1,10 +1,11 @@
 """The scheduler: one leader at a time, elected by a PostgreSQL advisory lock, so running
-several (on several machines) is safe. Each tick it re-sends work left waiting in the database
-(inbox events, undecided provisioning requests, unbilled usage, undelivered notifications: a
-crash, a broker outage, a channel's backoff), voids holds past their expiry and releases their
-requests, expires the unused part of due credit grants, asks Stripe to charge automatic
-top-ups off-session, bills every active resource for the hours it has run, and reviews debts
-(grace, suspension, resume) and low balances.
+several (on several machines) is safe. Each tick it re-sends undecided provisioning requests
+and rings the ledger, billing and notification doorbells once for whatever inbox events,
+usage records and notifications wait in the database (a crash, a broker outage, a channel's
+backoff), voids holds past their expiry and releases their requests, expires the unused part
+of due credit grants, asks Stripe to charge automatic top-ups off-session, bills every active
+resource for the hours it has run, and reviews debts (grace, suspension, resume) and low
+balances.
 
 The leader holds a session-level advisory lock on a connection of its own for as long as it
 lives; when it dies, PostgreSQL releases the lock and a standby takes over within a tick.
@@ -26,9 +27,9 @@ from ledger.settings import BillingSettings
 from ledger.transfer import void_expired
 from workers.jobs import (
     APPLY_INBOX_BATCH,
-    BILL_USAGE,
+    BILL_USAGE_RECORDS,
     DECIDE_PROVISIONING,
-    DELIVER_NOTIFICATION,
+    DELIVER_NOTIFICATIONS,
     Job,
     JobSender,
 )
@@ -64,6 +65,9 @@ class Scheduler:
         self._interval_s = interval_s
         self._resend_after = timedelta(seconds=resend_after_s)
         self._lock: Connection | None = None
+        # When each doorbell was last rung: at most once per resend_after, so workers that
+        # are down for an hour find a handful of doorbells waiting, not one per tick.
+        self._rung_at: dict[str, datetime] = {}
 
     @property
     def leading(self) -> bool:
@@ -98,7 +102,8 @@ class Scheduler:
             released = provisioning.release_expired(session, voided, now=now)
         expired = self._expire_grants()
         charges, charge_notices = charge_auto_topups(self._sessions, self._stripe, now=now)
-        sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in charge_notices)
+        if charge_notices:
+            sent += self._sender.send(DELIVER_NOTIFICATIONS)
         with self._sessions.begin() as session:
             charged = provisioning.bill_due(session, now=now)
             reviewed = provisioning.review_debts(
@@ -106,7 +111,8 @@ class Scheduler:
             )
             alerts = provisioning.review_low_balance(session, set(charged), settings=self._billing)
             notices = outbox.emitted(session)
-        sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in notices)
+        if notices:
+            sent += self._sender.send(DELIVER_NOTIFICATIONS)
         if voided or charged or reviewed or alerts or expired or charges:
             logger.info(
                 "Voided %d expired holds (%d provisioning requests released); billed %d"
@@ -129,8 +135,8 @@ class Scheduler:
             with self._sessions.begin() as session:
                 batch = grant.expire_due(session)
                 notices = outbox.emitted(session)
-            for id_ in notices:
-                self._sender.send(DELIVER_NOTIFICATION, id_)
+            if notices:
+                self._sender.send(DELIVER_NOTIFICATIONS)
             expired += len(batch)
             if len(batch) < grant.EXPIRE_BATCH_MAX:
                 break
@@ -150,19 +156,29 @@ class Scheduler:
                     (DECIDE_PROVISIONING, (str(id_),))
                     for id_ in relay.claim_undecided(session, now=now, resend_after=after)
                 ),
-                *(
-                    (BILL_USAGE, (str(wallet), usage))
-                    for wallet, usage in relay.claim_unbilled(session, now=now, resend_after=after)
-                ),
-                *(
-                    (DELIVER_NOTIFICATION, (id_,))
-                    for id_ in relay.claim_undelivered(session, now=now, resend_after=after)
-                ),
+            ]
+            doorbells = [
+                job
+                for job, waiting in (
+                    (BILL_USAGE_RECORDS, relay.unbilled_waiting),
+                    (DELIVER_NOTIFICATIONS, relay.undelivered_waiting),
+                )
+                if self._may_ring(job, now) and waiting(session, now=now, resend_after=after)
             ]
         sent = sum(self._sender.send(job, *args) for job, args in jobs)
-        if jobs:
-            logger.info("Re-sent %d of %d waiting jobs.", sent, len(jobs))
+        for job in doorbells:
+            if self._sender.send(job):
+                self._rung_at[job.actor_name] = now
+                sent += 1
+        if jobs or doorbells:
+            logger.info(
+                "Re-sent %d of %d waiting jobs and doorbells.", sent, len(jobs) + len(doorbells)
+            )
         return sent
+
+    def _may_ring(self, doorbell: Job, now: datetime) -> bool:
+        last = self._rung_at.get(doorbell.actor_name)
+        return last is None or not last <= now < last + self._resend_after
 
     def run(self, stop: threading.Event) -> None:
         """Lead or stand by until `stop` is set; database outages are waited out."""

@@ -26,6 +26,17 @@ def _list(raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
 
+def _int(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}")
+    return value
+
+
 def _http_url(name: str, value: str) -> str:
     parsed = urllib.parse.urlsplit(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -50,6 +61,11 @@ class WorkerSettings:
     notify_timeout_s: float = 10.0
     # Inbox events one transaction of the workers claims and applies at most.
     inbox_batch_max: int = 32
+    # Batches: outbox events claimed per transaction, sends in flight per process, usage
+    # records billed per transaction.
+    notify_batch_max: int = 32
+    notify_concurrency: int = 8
+    usage_batch_max: int = 500
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> WorkerSettings:
@@ -74,6 +90,9 @@ class WorkerSettings:
                 f" not {raw_batch[:20]!r}"
             )
         settings = cls(
+            notify_batch_max=_int(environ, "NOTIFY_BATCH_MAX", 32, 1, 1000),
+            notify_concurrency=_int(environ, "NOTIFY_CONCURRENCY", 8, 1, 64),
+            usage_batch_max=_int(environ, "USAGE_BATCH_MAX", 500, 1, 5000),
             notify_channels=channels,
             whatsapp_api_url=_http_url(
                 "WHATSAPP_API_URL", environ.get("WHATSAPP_API_URL") or WHATSAPP_API_URL_DEFAULT

@@ -157,4 +157,4 @@ def test_signed_webhooks_of_every_gateway_credit_their_wallets(pipeline):
         if sample.name == "dramatiq_messages_total"
     }
     assert processed["apply_inbox_batch"] >= 1
-    assert processed["deliver_notification"] >= len(GATEWAYS)
+    assert processed["deliver_notifications"] >= 1  # a doorbell: one may serve every event

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from ledger import deadletter
 from ledger.models import DeadLetter
 from walletctl.cli import cli
 from workers.jobs import APPLY_INBOX_BATCH, JobSender
@@ -101,3 +103,28 @@ def test_replaying_an_unknown_dead_letter_says_so(walletctl):
     code, result = walletctl("dlq", "replay", "--id", "987654321")
     assert code == 1
     assert result["not_replayed"] == [987654321]
+
+
+def test_a_dead_per_row_delivery_job_replays_as_the_doorbell(walletctl, sessions, redis_client):
+    old_message_id = f"old-{uuid.uuid4()}"
+    with sessions.begin() as session:  # left by a worker from before delivery was batched
+        deadletter.record(
+            session,
+            deadletter.FailedJob(
+                message_id=old_message_id,
+                queue_name="notifications",
+                actor_name="deliver_notification",
+                args=[12345],
+                kwargs={},
+                error="OperationalError: server closed the connection",
+            ),
+        )
+    [letter] = letters_for(sessions, old_message_id)
+    letter_id = letter.id
+    code, result = walletctl("dlq", "replay", "--id", str(letter_id))
+    assert (code, result["replayed"]) == (0, [letter_id])
+    with sessions() as session:
+        message_id = session.get(DeadLetter, letter_id).replay_message_id
+    queued = [json.loads(raw) for raw in redis_client.hvals("dramatiq:notifications.msgs")]
+    [sent] = [message for message in queued if message["message_id"] == message_id]
+    assert (sent["actor_name"], sent["args"]) == ("deliver_notifications", [])

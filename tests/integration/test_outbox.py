@@ -1,20 +1,18 @@
-"""The outbox: every money fact announced once, in its own transaction, and delivered to each
-channel at least once, with a failing channel retried and the others never repeated."""
+"""The outbox: every money fact announced once, in its own transaction (its delivery is in
+test_delivery)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
-from standardwebhooks import Webhook
+from sqlalchemy import select
 
-from ledger import contact, outbox, relay
+from ledger import contact, outbox
 from ledger.adjustment import Direction, adjust
-from ledger.models import OutboxDelivery, OutboxEvent
+from ledger.models import OutboxEvent
 from ledger.order import create_order, pay_order, refund_order
-from tests.http_recorder import recording_server
 
 from .test_settlement import apply, stored_event
 
@@ -116,177 +114,6 @@ def test_an_event_rolled_back_with_its_transaction_is_never_announced(sessions, 
     with pytest.raises(RuntimeError):
         effect_that_fails()
     assert events_for(sessions, wallet) == []
-
-
-def test_undelivered_events_are_claimed_once_per_resend_interval(sessions, make_wallet):
-    wallet = make_wallet()
-    with sessions.begin() as session:
-        event_id = outbox.emit_for_wallet(
-            session, "wallet.credited", key=f"k-{uuid.uuid4()}", wallet_id=wallet, data={}
-        )
-    now = datetime.now(UTC)
-    later = now + WAIT + timedelta(seconds=1)
-    with sessions.begin() as session:
-        assert event_id not in relay.claim_undelivered(session, now=now, resend_after=WAIT)
-    with sessions.begin() as session:
-        assert event_id in relay.claim_undelivered(session, now=later, resend_after=WAIT)
-    with sessions.begin() as session:
-        assert event_id not in relay.claim_undelivered(session, now=later, resend_after=WAIT)
-    with sessions.begin() as session:  # a channel failed: it waits for its backoff first
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id == event_id)
-            .values(next_attempt_at=later + 3 * WAIT)
-        )
-    with sessions.begin() as session:
-        assert event_id not in relay.claim_undelivered(
-            session, now=later + 2 * WAIT, resend_after=WAIT
-        )
-    with sessions.begin() as session:
-        assert event_id in relay.claim_undelivered(session, now=later + 4 * WAIT, resend_after=WAIT)
-
-
-@pytest.fixture
-def receivers():
-    """A WhatsApp Cloud API stand-in and a subscriber endpoint, each recording requests."""
-    with recording_server() as whatsapp, recording_server() as subscriber:
-        yield whatsapp, subscriber
-
-
-@pytest.fixture
-def deliver(receivers, database_url, broker_url, monkeypatch):
-    """The deliver_notification actor, called as a function, with every channel configured."""
-    whatsapp, subscriber = receivers
-    for name, value in {
-        "DATABASE_URL": database_url,
-        "BROKER_URL": broker_url,
-        "NOTIFY_CHANNELS": "log,whatsapp,webhooks",
-        "WHATSAPP_API_URL": f"{whatsapp.url}/v21.0",
-        "WHATSAPP_TOKEN": "wa-test-token",
-        "WHATSAPP_PHONE_NUMBER_ID": "1098765",
-        "NOTIFY_WEBHOOK_URLS": f"{subscriber.url}/hooks/walletpipe",
-        "NOTIFY_WEBHOOK_SECRET": HOOK_SECRET,
-    }.items():
-        monkeypatch.setenv(name, value)
-    from workers import actors, process
-
-    process.reset()
-    yield actors.deliver_notification
-    process.reset()
-
-
-def credited_event(sessions, topup, *, whatsapp="+27 82 123 4567"):
-    topup_id, wallet = topup(5000)
-    apply(sessions, stored_event(sessions, reference=topup_id))
-    [event] = events_for(sessions, wallet)
-    if whatsapp:
-        with sessions.begin() as session:
-            contact.set_whatsapp(session, event.payload["owner_id"], whatsapp)
-    return event
-
-
-def test_a_notification_reaches_whatsapp_and_signed_webhooks_once(
-    sessions, topup, deliver, receivers
-):
-    whatsapp, subscriber = receivers
-    event = credited_event(sessions, topup)
-    deliver(event.id)
-    deliver(event.id)  # a repeated job: everything has it already
-
-    [message] = whatsapp.received
-    assert message.path == "/v21.0/1098765/messages"
-    assert message.headers["authorization"] == "Bearer wa-test-token"
-    assert message.json() == {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": "27821234567",
-        "type": "template",
-        "template": {
-            "name": "topup_confirmation",
-            "language": {"code": "en"},
-            "components": [
-                {
-                    "type": "body",
-                    "parameters": [
-                        {"type": "text", "text": "ZAR 50.00"},
-                        {"type": "text", "text": "ZAR 50.00"},
-                    ],
-                }
-            ],
-        },
-    }
-    [hook] = subscriber.on("/hooks/walletpipe")
-    # The Standard Webhooks reference library accepts our signature.
-    verified = Webhook(HOOK_SECRET).verify(hook.body, hook.headers)
-    assert verified["type"] == "wallet.credited"
-    assert verified["data"]["amount_minor"] == 5000
-    assert hook.headers["webhook-id"] == f"evt_{event.id}"
-    with sessions() as session:
-        delivered = session.get(OutboxEvent, event.id)
-        assert delivered.delivered_at is not None
-        assert delivered.attempts == 1
-
-
-def test_an_owner_without_a_number_gets_no_whatsapp_but_subscribers_hear(
-    sessions, topup, deliver, receivers
-):
-    whatsapp, subscriber = receivers
-    event = credited_event(sessions, topup, whatsapp=None)
-    deliver(event.id)
-    assert whatsapp.received == []
-    assert len(subscriber.received) == 1
-
-
-def test_a_failing_channel_is_retried_later_and_the_others_are_not_repeated(
-    sessions, topup, deliver, receivers
-):
-    whatsapp, subscriber = receivers
-    event = credited_event(sessions, topup)
-    subscriber.status = 503
-    before = datetime.now(UTC)
-    deliver(event.id)
-    with sessions() as session:
-        waiting = session.get(OutboxEvent, event.id)
-        assert waiting.delivered_at is None
-        assert waiting.attempts == 1
-        assert "HTTP 503" in waiting.last_error
-        assert waiting.next_attempt_at >= before + outbox.BACKOFF_MIN
-        assert set(
-            session.scalars(
-                select(OutboxDelivery.channel).where(OutboxDelivery.event_id == event.id)
-            )
-        ) == {"log", "whatsapp"}
-
-    subscriber.status = 200
-    deliver(event.id)
-    assert len(whatsapp.received) == 1  # not sent again
-    assert len(subscriber.received) == 2  # the failed one, then the retry
-    assert (
-        subscriber.received[0].headers["webhook-id"] == subscriber.received[1].headers["webhook-id"]
-    )
-    with sessions() as session:
-        assert session.get(OutboxEvent, event.id).delivered_at is not None
-
-
-def test_delivery_gives_up_after_the_last_attempt(sessions, topup, deliver, receivers):
-    _, subscriber = receivers
-    event = credited_event(sessions, topup)
-    subscriber.status = 500
-    with sessions.begin() as session:
-        session.execute(
-            update(OutboxEvent)
-            .where(OutboxEvent.id == event.id)
-            .values(attempts=outbox.ATTEMPTS_MAX - 1)
-        )
-    deliver(event.id)
-    with sessions.begin() as session:
-        failed = session.get(OutboxEvent, event.id)
-        assert failed.failed_at is not None
-        assert failed.next_attempt_at is None
-        far_later = datetime.now(UTC) + timedelta(days=30)
-        assert event.id not in relay.claim_undelivered(session, now=far_later, resend_after=WAIT)
-    deliver(event.id)
-    assert len(subscriber.received) == 1  # failed for good: not tried again
 
 
 def test_backoff_doubles_within_its_bounds():

@@ -13,7 +13,7 @@ import click
 
 from ledger import deadletter
 from walletctl.context import CommandFailed, Context, pass_context
-from workers.jobs import Job, JobSender
+from workers.jobs import REPLACED_BY, Job, JobSender
 
 
 def _age(failed_at: datetime, now: datetime) -> str:
@@ -75,8 +75,12 @@ def replay(ctx: Context, ids: tuple[int, ...]) -> None:
         with ctx.transaction() as session:
             now = datetime.now(UTC)
             for letter in deadletter.claim_for_replay(session, list(ids) if ids else None):
-                job = Job(letter.actor_name, letter.queue_name)
-                message_id = sender.send_message(job, *letter.args, **letter.kwargs)
+                doorbell = REPLACED_BY.get(letter.actor_name)
+                if doorbell is not None:
+                    message_id = sender.send_message(doorbell)
+                else:
+                    job = Job(letter.actor_name, letter.queue_name)
+                    message_id = sender.send_message(job, *letter.args, **letter.kwargs)
                 if message_id is None:
                     break  # the broker is down: what was sent stays marked, the rest waits
                 deadletter.mark_replayed(letter, message_id=message_id, now=now)

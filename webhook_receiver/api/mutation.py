@@ -23,7 +23,7 @@ from ledger import audit, idempotency, outbox
 from webhook_receiver.auth import Principal, current_principal
 from webhook_receiver.errors import Invalid
 from webhook_receiver.services import services
-from workers.jobs import DELIVER_NOTIFICATION, Job
+from workers.jobs import DELIVER_NOTIFICATIONS, Job
 
 View = Callable[..., tuple[dict[str, Any], int]]
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -78,7 +78,10 @@ def mutation(
                     idempotency.remember(
                         session, subject=scope, key=key, status_code=status, body=body
                     )
-                jobs = [(DELIVER_NOTIFICATION, (id_,)) for id_ in outbox.emitted(session)]
+                # One doorbell for the call's events: the workers claim what is due.
+                jobs: list[tuple[Job, tuple[Any, ...]]] = (
+                    [(DELIVER_NOTIFICATIONS, ())] if outbox.emitted(session) else []
+                )
             jobs += g.pop(_JOBS, [])
             for job, args in jobs:  # committed: the relay re-sends any that fail to go out
                 services().sender.send(job, *args)

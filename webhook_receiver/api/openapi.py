@@ -288,6 +288,36 @@ SCHEMAS: dict[str, Any] = {
             "status": {"enum": ["pending", "billed"]},
         }
     ),
+    "UsageResult": {
+        "type": "object",
+        "properties": {
+            "usage_id": {"type": ["string", "null"]},
+            "status": {"enum": ["recorded", "duplicate", "conflict", "invalid"]},
+            "record": {"$ref": "#/components/schemas/UsageRecord"},
+            "problem": {"$ref": "#/components/schemas/Problem"},
+        },
+        "required": ["usage_id", "status"],
+        "description": "recorded and duplicate carry the stored record; conflict and invalid"
+        " a problem document (409, or 400 / 404 for a wallet out of the token's reach).",
+    },
+    "UsageBatchResult": _object(
+        {
+            "records": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/UsageResult"},
+                "description": "One result per record sent, in the same order.",
+            },
+            "counts": _object(
+                {status: _MINOR for status in ("recorded", "duplicate", "conflict", "invalid")}
+            ),
+        }
+    ),
+    "UsageAnswer": {
+        "oneOf": [
+            {"$ref": "#/components/schemas/UsageRecord"},
+            {"$ref": "#/components/schemas/UsageBatchResult"},
+        ]
+    },
 }
 
 _ERRORS = {
@@ -371,6 +401,14 @@ def _statement_operation() -> dict[str, Any]:
 
 def _path_id(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": ID}
+
+
+def _usage_batch() -> dict[str, Any]:
+    """The batch form as documented: the views check each record on its own (so one bad
+    record fails only itself), but a client sees what each record must be."""
+    batch = copy.deepcopy(usage.CREATE_BATCH)
+    batch["properties"]["records"]["items"] = usage.CREATE
+    return batch
 
 
 def document(gateways: list[str]) -> dict[str, Any]:
@@ -600,11 +638,12 @@ def document(gateways: list[str]) -> dict[str, Any]:
         },
         "/api/v1/usage": {
             "post": _operation(
-                "Report a usage record",
+                "Report a usage record, or a batch of up to"
+                f" {usage.RECORDS_MAX} as {{records: [...]}} answered record by record",
                 "billing:write",
                 202,
-                "UsageRecord",
-                usage.CREATE,
+                "UsageAnswer",
+                {"oneOf": [usage.CREATE, _usage_batch()]},
                 idempotent=True,
             ),
         },

@@ -18,6 +18,7 @@ from ledger.models import (
     Transfer,
     UsageRecord,
 )
+from ledger.usage import UsageEntry
 
 
 def wallet(account: Account, grants: Sequence[CreditGrant] = ()) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def provisioning_request(row: ProvisioningRequest) -> dict[str, Any]:
     }
 
 
-def usage_record(row: UsageRecord) -> dict[str, Any]:
+def usage_record(row: UsageRecord | UsageEntry) -> dict[str, Any]:
     return {
         "id": row.id,
         "wallet_id": str(row.wallet_id),

@@ -18,6 +18,9 @@ class Channel(abc.ABC):
     """A place notifications go. `name` is stable: deliveries are recorded under it."""
 
     name: str
+    # Whether a send waits on the network: such sends run on the process's bounded pool, so
+    # a batch's requests overlap; a channel that only writes locally runs in line.
+    waits_on_network: bool = True
 
     def accepts(self, notice: Notice) -> bool:
         """Whether this channel has anything to say about the notice (default: everything)."""

@@ -12,6 +12,7 @@ logger = logging.getLogger(__name__)
 
 class LogChannel(Channel):
     name = "log"
+    waits_on_network = False
 
     def send(self, notice: Notice) -> None:
         logger.info(
