@@ -103,6 +103,7 @@ class AdyenAdapter(GatewayAdapter):
             payment_method=_payment_method(item),
             occurred_at=occurred_at,
             payload=item,
+            refund_id=psp_reference if event_code in _REFUND_CODES else None,
         )
 
     @classmethod

@@ -141,6 +141,11 @@ class PaypalAdapter(GatewayAdapter):
                 payment_method=_payment_method(resource),
                 occurred_at=occurred_at,
                 payload=body,
+                refund_id=(
+                    common.optional_identifier(resource.get("id"))
+                    if kind is EventKind.REFUND_SUCCEEDED
+                    else None
+                ),
             )
         ]
 
