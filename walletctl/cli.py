@@ -12,6 +12,7 @@ from walletctl.commands import (
     dlq,
     owner,
     plan,
+    review,
     scheduler,
     token,
     verify,
@@ -69,6 +70,7 @@ for command in (
     contact.contact,
     plan.plan,
     owner.owner,
+    review.review_,
 ):
     _take_json_flag(command)
     cli.add_command(command)

@@ -8,10 +8,20 @@ blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 from webhook_receiver.api import (  # noqa: E402
     orders,
     provisioning,
+    review_items,
     topups,
     transfers,
     usage,
     wallets,
 )
 
-__all__ = ["blueprint", "orders", "provisioning", "topups", "transfers", "usage", "wallets"]
+__all__ = [
+    "blueprint",
+    "orders",
+    "provisioning",
+    "review_items",
+    "topups",
+    "transfers",
+    "usage",
+    "wallets",
+]
