@@ -358,7 +358,8 @@ def _apply_to_topup(
         )
     if event.kind == "payment_succeeded":
         return _credit_topup(session, event, topup), topup.wallet_id
-    if event.kind == "refund_succeeded":
+    if event.kind in ("refund_succeeded", "dispute"):
+        # A chargeback took the money back like a refund did: reversed the same way, forced.
         return _reverse_topup(session, event, topup), topup.wallet_id
     raise ReviewActionRefused(f"a {event.kind} event moves no money; dismiss it")
 

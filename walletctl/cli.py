@@ -12,6 +12,7 @@ from walletctl.commands import (
     dlq,
     owner,
     plan,
+    reconcile,
     review,
     scheduler,
     token,
@@ -71,6 +72,7 @@ for command in (
     plan.plan,
     owner.owner,
     review.review_,
+    reconcile.reconcile,
 ):
     _take_json_flag(command)
     cli.add_command(command)

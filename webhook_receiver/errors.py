@@ -92,3 +92,10 @@ class Unprocessable(ApiError):
 
     status = 422
     title = "Unprocessable request"
+
+
+class ReportUnreadable(WebhookError):
+    """A gateway report file that is not shaped as that gateway documents it."""
+
+    status = 400
+    title = "Unreadable report"
