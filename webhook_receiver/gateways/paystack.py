@@ -64,6 +64,7 @@ class PaystackAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         created = datetime.fromtimestamp(time.time() if now is None else now, UTC)
         stamp = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -72,7 +73,7 @@ class PaystackAdapter(GatewayAdapter):
             "id": event_id or transaction_id,
             "domain": "test",
             "status": "success" if kind is EventKind.PAYMENT_SUCCEEDED else "failed",
-            "reference": uuid.uuid4().hex[:10],
+            "reference": payment_id or uuid.uuid4().hex[:10],
             "amount": amount_minor,
             "currency": currency,
             "channel": "card",
@@ -88,7 +89,10 @@ class PaystackAdapter(GatewayAdapter):
         body = json.dumps({"event": _SAMPLE_EVENTS[kind], "data": data}).encode()
         signature = hmac.new(secret.encode(), body, hashlib.sha512).hexdigest()
         headers = {"x-paystack-signature": signature}
-        return SignedSample(body=body, headers=headers, content_type="application/json")
+        named = data.get("reference") or data.get("transaction_reference")
+        return SignedSample(
+            body=body, headers=headers, content_type="application/json", payment_id=named
+        )
 
 
 def normalise(body: dict[str, Any]) -> list[GatewayEvent]:

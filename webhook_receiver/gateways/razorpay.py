@@ -64,9 +64,10 @@ class RazorpayAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         created_at = int(time.time() if now is None else now)
-        payment_id = f"pay_{uuid.uuid4().hex[:14]}"
+        payment_id = payment_id or f"pay_{uuid.uuid4().hex[:14]}"
         payment: dict[str, Any] = {
             "id": payment_id,
             "entity": "payment",
@@ -106,7 +107,9 @@ class RazorpayAdapter(GatewayAdapter):
             "X-Razorpay-Signature": signature,
             "X-Razorpay-Event-Id": event_id or uuid.uuid4().hex[:14],
         }
-        return SignedSample(body=body, headers=headers, content_type="application/json")
+        return SignedSample(
+            body=body, headers=headers, content_type="application/json", payment_id=payment_id
+        )
 
 
 def normalise(event_id: str, body: dict[str, Any]) -> list[GatewayEvent]:

@@ -79,9 +79,10 @@ class StripeAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         created = int(time.time() if now is None else now)
-        intent_id = f"pi_{uuid.uuid4().hex[:24]}"
+        intent_id = payment_id or f"pi_{uuid.uuid4().hex[:24]}"
         data: dict[str, Any]
         if kind in (EventKind.REFUND_SUCCEEDED, EventKind.REFUND_FAILED):
             status = "succeeded" if kind is EventKind.REFUND_SUCCEEDED else "failed"
@@ -133,7 +134,9 @@ class StripeAdapter(GatewayAdapter):
         signed = f"{created}.".encode() + body
         signature = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
         headers = {"Stripe-Signature": f"t={created},v1={signature}"}
-        return SignedSample(body=body, headers=headers, content_type="application/json")
+        return SignedSample(
+            body=body, headers=headers, content_type="application/json", payment_id=intent_id
+        )
 
 
 def normalise(body: dict[str, Any]) -> list[GatewayEvent]:
