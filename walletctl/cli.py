@@ -7,6 +7,7 @@ import click
 from ledger.settings import LedgerSettings
 from walletctl.commands import (
     adjust,
+    catchup,
     contact,
     db,
     dlq,
@@ -73,6 +74,7 @@ for command in (
     owner.owner,
     review.review_,
     reconcile.reconcile,
+    catchup.catch_up_command,
 ):
     _take_json_flag(command)
     cli.add_command(command)

@@ -99,3 +99,10 @@ class ReportUnreadable(WebhookError):
 
     status = 400
     title = "Unreadable report"
+
+
+class CatchupFailed(WebhookError):
+    """A gateway's API could not be read (unreachable, refused the key, or answered oddly)."""
+
+    status = 502
+    title = "Gateway API unavailable"

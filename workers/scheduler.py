@@ -14,6 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
@@ -39,6 +42,28 @@ INTERVAL_S_DEFAULT = 5.0
 RESEND_AFTER_S_DEFAULT = 30.0
 
 
+@dataclass
+class Periodic:
+    """A duty the leader runs every `interval_s`, besides its own (catch-up, say).
+
+    A failure is logged and tried again at the next interval; it never stops the ticks.
+    """
+
+    name: str
+    interval_s: float
+    run: Callable[[], object]
+    _due: float = field(default=0.0, repr=False)
+
+    def run_if_due(self, now_s: float) -> None:
+        if now_s < self._due:
+            return
+        self._due = now_s + self.interval_s
+        try:
+            self.run()
+        except Exception:  # one duty's failure must not stop the scheduler's others
+            logger.warning("Periodic duty %s failed; trying again later.", self.name, exc_info=True)
+
+
 class Scheduler:
     """Ticks while it leads; waits as a standby while another scheduler does."""
 
@@ -50,8 +75,10 @@ class Scheduler:
         interval_s: float = INTERVAL_S_DEFAULT,
         resend_after_s: float = RESEND_AFTER_S_DEFAULT,
         billing: BillingSettings | None = None,
+        periodic: Sequence[Periodic] = (),
     ) -> None:
         self._engine = engine
+        self._periodic = tuple(periodic)
         self._billing = billing or BillingSettings()
         self._sessions = make_session_factory(engine)
         self._sender = sender
@@ -98,6 +125,8 @@ class Scheduler:
             alerts = provisioning.review_low_balance(session, set(charged), settings=self._billing)
             notices = outbox.emitted(session)
         sent += sum(self._sender.send(DELIVER_NOTIFICATION, id_) for id_ in notices)
+        for duty in self._periodic:
+            duty.run_if_due(time.monotonic())
         if voided or charged or reviewed or alerts:
             logger.info(
                 "Voided %d expired holds (%d provisioning requests released); billed %d"
