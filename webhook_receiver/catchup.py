@@ -53,7 +53,10 @@ def fetch(gateway: str, settings: CatchupSettings, since: datetime) -> list[Foun
 
 def record(session: Session, gateway: str, found: list[Found]) -> CaughtUp:
     """Record the fetched events in the session's transaction; ring the workers after it."""
-    events = [_incoming(event, source) for event, source in found]
+    # Only money events: a list may hold others (a filter the API ignored), of no use here.
+    events = [
+        _incoming(event, source) for event, source in found if event.kind is not EventKind.OTHER
+    ]
     # An API's copy of an event differs in fields that change after delivery (Stripe's
     # pending_webhooks, say): recorded again it would read as a conflicting payload. So what
     # the inbox holds by id is left out; the unique key still settles a webhook racing this.
