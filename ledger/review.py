@@ -61,7 +61,12 @@ class ItemId:
     def parse(cls, value: str) -> ItemId:
         """Raises ReviewItemNotFound for anything but event-N or conflict-N."""
         kind, _, number = value.strip().partition("-")
-        if kind not in (ItemKind.EVENT, ItemKind.CONFLICT) or not number.isdigit():
+        # 18 digits at most: any more could not be a bigint id (and must not reach a query).
+        if (
+            kind not in (ItemKind.EVENT, ItemKind.CONFLICT)
+            or not (number.isascii() and number.isdigit())
+            or len(number) > 18
+        ):
             raise ReviewItemNotFound(f"no review item {value!r}: ids read event-N or conflict-N")
         return cls(ItemKind(kind), int(number))
 
