@@ -87,7 +87,9 @@ def list_(ctx: Context, limit: int) -> None:
     lines = [
         f"{row['id']:>5}  {row['created_at'][:19]}  {row['gateway']:<9} "
         f"{'applied' if row['applied'] else 'compared':<8}  {row['source_name']}  "
-        + ", ".join(f"{key} {value}" for key, value in row["summary"].items() if key != "fees")
+        + ", ".join(
+            f"{key} {_count(value)}" for key, value in row["summary"].items() if key != "fees"
+        )
         for row in rows
     ]
     ctx.emit({"runs": rows}, "\n".join(lines) or "no reconciliation runs yet")
@@ -110,6 +112,13 @@ def show(ctx: Context, run_id: int) -> None:
         *_sections(result),
     ]
     ctx.emit(view, "\n".join(text))
+
+
+def _count(value: Any) -> str:
+    """A summary's figure: a number, or the repairs by outcome ("applied 2, needs_review 1")."""
+    if isinstance(value, dict):
+        return "(" + (", ".join(f"{key} {count}" for key, count in value.items()) or "none") + ")"
+    return str(value)
 
 
 def _run_view(row: ReconcileRun, *, full: bool) -> dict[str, Any]:
