@@ -92,10 +92,14 @@ def compare(session: Session, gateway: str, lines: Sequence[ReportLine]) -> Resu
         elif line.kind is LineKind.REFUND:
             _compare_refund(session, gateway, line, result)
         elif line.kind in (LineKind.DISPUTE, LineKind.DISPUTE_REVERSAL):
-            # The ledger reverses no dispute by itself: a person decides (review queue).
-            result.missing_in_ledger.append(
-                _entry(line, detail=f"a {line.kind} the ledger does not reflect")
-            )
+            # The ledger reverses no dispute by itself: a person decides (review queue), and
+            # once they have, the line is matched by that resolution.
+            if _resolved(session, gateway, _event_id(line)):
+                result.matched.append(_entry(line, detail="resolved in review"))
+            else:
+                result.missing_in_ledger.append(
+                    _entry(line, detail=f"a {line.kind} the ledger does not reflect")
+                )
     result.fees = dict(sorted(fees.items()))
     result.missing_at_gateway = _missing_at_gateway(session, gateway, lines)
     return result
@@ -270,18 +274,32 @@ def repair(
     return [i for i in applying if i not in statuses]
 
 
+def _event_id(line: ReportLine) -> str:
+    """The inbox event id of a repaired line: from the gateway's own ids, so every run (and
+    every report that repeats the line) names the same event."""
+    if line.kind is LineKind.REFUND and line.refund_id:
+        return f"report:refund:{line.refund_id}"[:255]
+    if line.kind is LineKind.CAPTURE and line.payment_id:
+        return f"report:capture:{line.payment_id}"[:255]
+    return f"report:{line.kind}:{line.line_id}"[:255]
+
+
+def _resolved(session: Session, gateway: str, event_id: str) -> bool:
+    status = session.scalar(
+        select(InboxEvent.status).where(
+            InboxEvent.gateway == gateway, InboxEvent.event_id == event_id
+        )
+    )
+    return status == InboxStatus.RESOLVED
+
+
 def _incoming(gateway: str, line: ReportLine) -> inbox.IncomingEvent:
     kind = _REPAIRABLE.get(line.kind, line.kind.value)
-    if line.kind is LineKind.REFUND and line.refund_id:
-        event_id = f"report:refund:{line.refund_id}"
-    elif line.kind is LineKind.CAPTURE and line.payment_id:
-        event_id = f"report:capture:{line.payment_id}"
-    else:
-        event_id = f"report:{line.kind}:{line.line_id}"
+    event_id = _event_id(line)
     payload = {"report_line": line.line_id, "kind": line.kind.value, "row": line.raw}
     return inbox.IncomingEvent(
         gateway=gateway,
-        event_id=event_id[:255],
+        event_id=event_id,
         kind=kind,
         actionable=line.kind in _REPAIRABLE,
         payment_id=line.payment_id,

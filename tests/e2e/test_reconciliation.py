@@ -13,7 +13,16 @@ import uuid
 import psycopg
 import pytest
 
-from .conftest import BIN, api_call, process_env, start, start_web, stop, worker_command
+from .conftest import (
+    BIN,
+    Web,
+    api_call,
+    process_env,
+    start,
+    start_web,
+    stop,
+    worker_command,
+)
 
 HEADER = (
     "balance_transaction_id,created_utc,currency,gross,fee,net,reporting_category,source_id,"
@@ -38,7 +47,7 @@ def walletctl(env, *args):
 
 
 def call(url, env, method, path, body=None):
-    status, answer = api_call(type("Web", (), {"url": url, "env": env})(), method, path, body)
+    status, answer = api_call(Web(url, env), method, path, body)
     assert status < 300, answer
     return answer
 

@@ -324,3 +324,40 @@ def test_walletctl_reconcile_says_what_is_wrong_with_a_file(database_url, monkey
     assert answer.exit_code == 1
     assert "is not a stripe report" in answer.output
     assert "no column" in answer.output
+
+
+def test_a_dispute_goes_to_review_and_is_matched_once_resolved(sessions, topup, balance_of):
+    from ledger import review
+    from ledger.models import ReviewAction
+
+    topup_id, wallet = topup(3000)
+    payment = intent()
+    apply_webhook(
+        sessions,
+        webhook(
+            sessions,
+            kind="payment_succeeded",
+            payment_id=payment,
+            amount_minor=3000,
+            reference=topup_id,
+        ),
+    )
+    report = stripe_csv(("dispute", f"du_{uuid.uuid4().hex[:20]}", payment, topup_id, "-30.00"))
+
+    first = reconcile_file(sessions, report, apply=True)
+    [repair] = first.repairs
+    assert repair["outcome"] == "needs_review"
+    with sessions.begin() as session:
+        review.resolve(
+            session,
+            f"event-{repair['inbox_id']}",
+            action=ReviewAction.APPLY_TO_TOPUP,
+            note="chargeback lost",
+            actor="ops",
+            topup_id=topup_id,
+        )
+    second = reconcile_file(sessions, report, apply=False)
+
+    assert balance_of(wallet).balance_minor == 0  # the chargeback reversed, forced
+    assert [entry["detail"] for entry in second.matched] == ["resolved in review"]
+    assert second.missing_in_ledger == []

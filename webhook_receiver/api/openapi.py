@@ -448,7 +448,11 @@ def document(gateways: list[str]) -> dict[str, Any]:
                 200,
                 "ReviewItemList",
                 parameters=[
-                    {"name": "gateway", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "gateway",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[a-z]{2,32}$"},
+                    },
                     {
                         "name": "reason",
                         "in": "query",

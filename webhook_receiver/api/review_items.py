@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -19,6 +20,7 @@ from webhook_receiver.errors import Invalid
 from webhook_receiver.services import services
 
 _ITEM_ID = "<string(maxlength=40):item_id>"
+_GATEWAY = re.compile("[a-z]{2,32}")
 RESOLVE = body_schema(
     {
         "action": {"enum": [action.value for action in ReviewAction]},
@@ -34,6 +36,8 @@ def list_() -> Response:
     gateway = request.args.get("gateway")
     reason = request.args.get("reason")
     limit = request.args.get("limit", "100")
+    if gateway is not None and not _GATEWAY.fullmatch(gateway):
+        raise Invalid("gateway must be a gateway's name: 2 to 32 lower-case letters")
     if reason is not None and reason not in set(ReviewCode):
         raise Invalid(f"reason must be one of {', '.join(code.value for code in ReviewCode)}")
     if not limit.isdigit() or not 1 <= int(limit) <= review.LIST_LIMIT_MAX:
