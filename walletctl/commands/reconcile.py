@@ -40,14 +40,10 @@ def reconcile() -> None:
 @click.argument("gateway", type=click.Choice(sorted(READERS)))
 @click.argument("report", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--apply", "apply_", is_flag=True, help="Repair what the ledger misses.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option("--actor", help="Who reconciles (default: walletctl:<login name>).")
 @pass_context
-def run(
-    ctx: Context, gateway: str, report: Path, apply_: bool, as_json: bool, actor: str | None
-) -> None:
+def run(ctx: Context, gateway: str, report: Path, apply_: bool, actor: str | None) -> None:
     """Read GATEWAY's REPORT, match every line to the ledger, print what differs."""
-    ctx.as_json = ctx.as_json or as_json
     source = report.read_bytes()
     try:
         lines = READERS[gateway](source)

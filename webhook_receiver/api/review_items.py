@@ -19,7 +19,7 @@ from webhook_receiver.auth import ADMIN, current_principal, requires
 from webhook_receiver.errors import Invalid
 from webhook_receiver.services import services
 
-_ITEM_ID = "<string(maxlength=40):item_id>"
+_ITEM_ID = "<item_id>"  # event-N or conflict-N; ItemId.parse bounds it before any query
 _GATEWAY = re.compile("[a-z]{2,32}")
 RESOLVE = body_schema(
     {
