@@ -65,6 +65,18 @@ class NotFound(LedgerError):
     """No top-up, order, provisioning request or usage record has that id."""
 
 
+class ReviewItemNotFound(NotFound):
+    """No review item has that id (event-N or conflict-N)."""
+
+
+class ReviewAlreadyResolved(LedgerError):
+    """The review item was resolved before; a resolution happens once."""
+
+
+class ReviewActionRefused(LedgerError):
+    """The resolution asked for does not fit the item (its kind, currency or top-up)."""
+
+
 class OrderExists(LedgerError):
     """The wallet already has an order with that reference."""
 

@@ -26,10 +26,10 @@ from ledger.models import InboxStatus
 _INSERT = """
     INSERT INTO inbox_events (gateway, event_id, kind, payment_id, amount_minor, currency,
                               reference, payment_method, occurred_at, payload, payload_sha256,
-                              body, headers, status)
+                              body, headers, status, refund_id)
     SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
                          %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::jsonb[],
-                         %s::bytea[], %s::bytea[], %s::jsonb[], %s::text[])
+                         %s::bytea[], %s::bytea[], %s::jsonb[], %s::text[], %s::text[])
     ON CONFLICT (gateway, event_id) DO NOTHING
     RETURNING id, gateway, event_id
 """
@@ -71,6 +71,7 @@ class IncomingEvent:
     payload: Any
     body: bytes
     headers: dict[str, str]
+    refund_id: str | None = None  # the gateway's id of the refund a refund event reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,7 @@ def record_many(
                     InboxStatus.RECEIVED.value if e.actionable else InboxStatus.IGNORED.value
                     for e in rows
                 ],
+                [e.refund_id for e in rows],
             ),
         )
     }

@@ -411,6 +411,7 @@ class InboxStatus(enum.StrEnum):
     APPLIED = "applied"
     PARKED = "parked"
     NEEDS_REVIEW = "needs_review"
+    RESOLVED = "resolved"  # was needs_review; an operator's resolution says how
 
 
 class InboxEvent(Base):
@@ -457,6 +458,8 @@ class InboxEvent(Base):
     payload_sha256: Mapped[bytes] = mapped_column(LargeBinary)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]]
+    # The gateway's own id of a refund: a refund told by a webhook and by a report is one.
+    refund_id: Mapped[str | None]
     status: Mapped[str] = mapped_column(server_default=InboxStatus.RECEIVED.value)
     status_reason: Mapped[str | None]
     retry_at: Mapped[datetime | None]
@@ -477,6 +480,52 @@ class InboxConflict(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     headers: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ReviewAction(enum.StrEnum):
+    APPLY_TO_TOPUP = "apply_to_topup"
+    CREDIT_WALLET = "credit_wallet"
+    DISMISS = "dismiss"
+
+
+class ReviewResolution(Base):
+    """How an operator resolved one review item: at most one per inbox event or conflict."""
+
+    __tablename__ = "review_resolutions"
+    __table_args__ = (
+        CheckConstraint(_in("action", ReviewAction), name="action_known"),
+        CheckConstraint("(inbox_event_id IS NULL) <> (inbox_conflict_id IS NULL)", name="one_item"),
+        CheckConstraint("length(note) BETWEEN 1 AND 2000", name="note_length"),
+        UniqueConstraint("inbox_event_id"),
+        UniqueConstraint("inbox_conflict_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    inbox_event_id: Mapped[int | None] = mapped_column(ForeignKey("inbox_events.id"))
+    inbox_conflict_id: Mapped[int | None] = mapped_column(ForeignKey("inbox_conflicts.id"))
+    action: Mapped[str]
+    topup_id: Mapped[uuid.UUID | None]
+    wallet_id: Mapped[uuid.UUID | None]
+    transfer_id: Mapped[int | None] = mapped_column(ForeignKey("transfers.id"))
+    actor: Mapped[str]
+    note: Mapped[str]
+    resolved_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ReconcileRun(Base):
+    """One comparison of a gateway's report with the ledger, and what it repaired."""
+
+    __tablename__ = "reconcile_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    gateway: Mapped[str]
+    source_name: Mapped[str]
+    source_sha256: Mapped[bytes] = mapped_column(LargeBinary)
+    applied: Mapped[bool]
+    actor: Mapped[str]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    summary: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any]]
 
 
 class TopupStatus(enum.StrEnum):

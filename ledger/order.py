@@ -70,11 +70,13 @@ def get_order(session: Session, order_id: uuid.UUID, *, lock: bool = False) -> O
 def pay_order(session: Session, order_id: uuid.UUID) -> Order:
     """Pay a pending order from its wallet, or reject it for insufficient funds.
 
-    Idempotent: an order already paid or rejected is returned as it is. A rejection moves no
-    money and is recorded with its reason, not raised.
+    A rejection moves no money and is recorded with its reason, not raised; it is an answer,
+    not the end of the order: paying a rejected order again tries again (after a top-up, it
+    pays). Idempotent: an order already paid (or refunded) is returned as it is, and the
+    payment's transfer key names the order, so however often it is paid it is paid once.
     """
     order = get_order(session, order_id, lock=True)
-    if order.status != OrderStatus.PENDING:
+    if order.status not in (OrderStatus.PENDING, OrderStatus.REJECTED):
         return order
     revenue = system_account_id(session, SystemAccount.REVENUE, order.currency)
     try:
@@ -96,6 +98,7 @@ def pay_order(session: Session, order_id: uuid.UUID) -> Order:
         order.reason = REJECTED_FOR_FUNDS
         return order
     order.status = OrderStatus.PAID
+    order.reason = None
     order.paid_minor = order.amount_minor
     outbox.emit_for_wallet(
         session,

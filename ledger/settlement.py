@@ -34,7 +34,15 @@ from sqlalchemy.orm import Session
 from ledger import outbox
 from ledger.account import system_account_id
 from ledger.errors import LedgerError
-from ledger.models import Category, InboxEvent, InboxStatus, SystemAccount, Topup, TopupStatus
+from ledger.models import (
+    Category,
+    InboxEvent,
+    InboxStatus,
+    SystemAccount,
+    Topup,
+    TopupStatus,
+    Transfer,
+)
 from ledger.transfer import TransferRequest, bounded_key, transfer
 
 logger = logging.getLogger(__name__)
@@ -415,6 +423,10 @@ def _refund_succeeded(session: Session, event: InboxEvent, now: datetime) -> Out
     mismatch = _mismatch(topup, event)
     if mismatch or event.amount_minor is None:
         return InboxStatus.NEEDS_REVIEW, mismatch or "the refund carries no amount"
+    key = refund_key(event.gateway, event.event_id, event.refund_id)
+    if session.scalar(select(Transfer.id).where(Transfer.idempotency_key == key)) is not None:
+        # The same refund told twice (a webhook and a report, or two of its events): once.
+        return InboxStatus.APPLIED, "this refund was reversed already"
     if topup.refunded_minor + event.amount_minor > topup.credited_minor:
         return (
             InboxStatus.NEEDS_REVIEW,
@@ -425,7 +437,7 @@ def _refund_succeeded(session: Session, event: InboxEvent, now: datetime) -> Out
     transfer(
         session,
         TransferRequest(
-            idempotency_key=bounded_key(f"gateway-refund:{event.gateway}:{event.event_id}"),
+            idempotency_key=key,
             debit_account_id=topup.wallet_id,
             credit_account_id=clearing,
             amount_minor=event.amount_minor,
@@ -453,6 +465,14 @@ def _refund_succeeded(session: Session, event: InboxEvent, now: datetime) -> Out
         session, topup.wallet_id, event.amount_minor, cause=f"topup.refunded:{key}"
     )
     return InboxStatus.APPLIED, None
+
+
+def refund_key(gateway: str, event_id: str, refund_id: str | None) -> str:
+    """The idempotency key of a gateway refund's reversal: the gateway's refund id when the
+    event names it (so every report of that refund shares it), else the event's id."""
+    if refund_id:
+        return bounded_key(f"gateway-refund:{gateway}:refund:{refund_id}")
+    return bounded_key(f"gateway-refund:{gateway}:{event_id}")
 
 
 def _refund_failed(session: Session, event: InboxEvent, now: datetime) -> Outcome:

@@ -7,12 +7,15 @@ import click
 from ledger.settings import LedgerSettings
 from walletctl.commands import (
     adjust,
+    catchup,
     contact,
     db,
     dlq,
     grant,
     owner,
     plan,
+    reconcile,
+    review,
     scheduler,
     token,
     verify,
@@ -74,6 +77,9 @@ for command in (
     contact.contact,
     plan.plan,
     owner.owner,
+    review.review_,
+    reconcile.reconcile,
+    catchup.catch_up_command,
 ):
     _take_json_flag(command)
     cli.add_command(command)

@@ -39,6 +39,8 @@ _LEDGER_STATUS: dict[type[ledger_errors.LedgerError], tuple[int, str]] = {
     ledger_errors.OrderExists: (409, "Order exists"),
     ledger_errors.IdempotencyConflict: (409, "Idempotency key reused"),
     ledger_errors.PendingAlreadyResolved: (409, "Already resolved"),
+    ledger_errors.ReviewAlreadyResolved: (409, "Already resolved"),
+    ledger_errors.ReviewActionRefused: (422, "Resolution refused"),
     ledger_errors.ResourceBusy: (409, "Resource busy"),
     ledger_errors.ProvisioningStateError: (409, "Not allowed in this state"),
     ledger_errors.OwnerTreeError: (409, "Owner tree conflict"),

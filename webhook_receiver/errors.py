@@ -92,3 +92,17 @@ class Unprocessable(ApiError):
 
     status = 422
     title = "Unprocessable request"
+
+
+class ReportUnreadable(WebhookError):
+    """A gateway report file that is not shaped as that gateway documents it."""
+
+    status = 400
+    title = "Unreadable report"
+
+
+class CatchupFailed(WebhookError):
+    """A gateway's API could not be read (unreachable, refused the key, or answered oddly)."""
+
+    status = 502
+    title = "Gateway API unavailable"

@@ -66,3 +66,5 @@ class GatewayEvent:
     payment_method: str | None
     occurred_at: datetime | None
     payload: Any
+    #: The gateway's own id of the refund a refund event reports (None for other kinds).
+    refund_id: str | None = None

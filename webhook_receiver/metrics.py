@@ -40,7 +40,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from ledger import review
 from ledger.models import InboxStatus
+from ledger.review_reason import ReviewCode
 from webhook_receiver.services import services
 
 logger = logging.getLogger(__name__)
@@ -118,6 +120,13 @@ BACKLOG_GAUGES: tuple[BacklogGauge, ...] = (
         "Notifications given up on after their last attempt; last_error says why.",
         # The predicate of ix_outbox_events_failed.
         "SELECT NULL AS label, count(*) AS value FROM outbox_events WHERE failed_at IS NOT NULL",
+    ),
+    BacklogGauge(
+        "walletpipe_review_items",
+        "Review items no operator has resolved yet (walletctl review list), by reason code.",
+        review.COUNT_BY_CODE_SQL,
+        label="reason",
+        known=tuple(code.value for code in ReviewCode),
     ),
     BacklogGauge(
         "walletpipe_dead_letters",

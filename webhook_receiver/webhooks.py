@@ -64,6 +64,7 @@ def _incoming(event: GatewayEvent, raw: RawRequest, headers: dict[str, str]) -> 
         payload=event.payload,
         body=raw.body,
         headers=headers,
+        refund_id=event.refund_id,
     )
 
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
@@ -44,6 +47,28 @@ RESEND_AFTER_S_DEFAULT = 30.0
 GRANT_BATCHES_MAX = 20
 
 
+@dataclass
+class Periodic:
+    """A duty the leader runs every `interval_s`, besides its own (catch-up, say).
+
+    A failure is logged and tried again at the next interval; it never stops the ticks.
+    """
+
+    name: str
+    interval_s: float
+    run: Callable[[], object]
+    _due: float = field(default=0.0, repr=False)
+
+    def run_if_due(self, now_s: float) -> None:
+        if now_s < self._due:
+            return
+        self._due = now_s + self.interval_s
+        try:
+            self.run()
+        except Exception:  # one duty's failure must not stop the scheduler's others
+            logger.warning("Periodic duty %s failed; trying again later.", self.name, exc_info=True)
+
+
 class Scheduler:
     """Ticks while it leads; waits as a standby while another scheduler does."""
 
@@ -56,8 +81,10 @@ class Scheduler:
         resend_after_s: float = RESEND_AFTER_S_DEFAULT,
         billing: BillingSettings | None = None,
         stripe: StripeSettings | None = None,
+        periodic: Sequence[Periodic] = (),
     ) -> None:
         self._engine = engine
+        self._periodic = tuple(periodic)
         self._billing = billing or BillingSettings()
         self._stripe = stripe or StripeSettings()
         self._sessions = make_session_factory(engine)
@@ -113,6 +140,8 @@ class Scheduler:
             notices = outbox.emitted(session)
         if notices:
             sent += self._sender.send(DELIVER_NOTIFICATIONS)
+        for duty in self._periodic:
+            duty.run_if_due(time.monotonic())
         if voided or charged or reviewed or alerts or expired or charges:
             logger.info(
                 "Voided %d expired holds (%d provisioning requests released); billed %d"

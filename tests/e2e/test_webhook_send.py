@@ -97,3 +97,45 @@ def test_a_wrong_secret_is_refused_by_the_receiver(web):
     sent = send_stripe(web, {**web.env, "STRIPE_WEBHOOK_SECRET": "whsec_not_the_receivers"})
     assert sent.returncode == 1
     assert "answered 401" in sent.stderr
+
+
+@pytest.mark.parametrize("gateway", ["stripe", "paystack", "yoco", "razorpay", "adyen"])
+def test_a_refund_names_the_payment_its_capture_printed(web, sessions, gateway):
+    reference = f"topup-{uuid.uuid4()}"
+    common = [
+        "--currency",
+        "ZAR",
+        "--reference",
+        reference,
+        "--url",
+        f"{web.url}/webhooks/{gateway}",
+    ]
+    captured = walletctl(web, "webhook", "send", gateway, "--amount-minor", "2500", *common)
+    assert captured.returncode == 0, captured.stderr
+    payment_id = json.loads(captured.stdout)["payment_id"]
+
+    refunded = walletctl(
+        web,
+        "webhook",
+        "send",
+        gateway,
+        "--kind",
+        "refund_succeeded",
+        "--amount-minor",
+        "1000",
+        "--payment-id",
+        payment_id,
+        *common,
+    )
+
+    assert refunded.returncode == 0, refunded.stderr
+    assert json.loads(refunded.stdout)["payment_id"] == payment_id
+    with sessions() as session:
+        kinds = dict(
+            session.execute(
+                select(InboxEvent.kind, InboxEvent.payment_id).where(
+                    InboxEvent.gateway == gateway, InboxEvent.reference == reference
+                )
+            ).all()
+        )
+    assert kinds == {"payment_succeeded": payment_id, "refund_succeeded": payment_id}

@@ -123,6 +123,29 @@ def test_insufficient_funds_reject_the_order_and_move_nothing(api):
     assert api.balance(wallet) == 100
 
 
+def test_a_rejected_order_pays_after_a_top_up_and_only_once(api, sessions):
+    wallet = api.wallet(funded_minor=100)
+    order = api.order(wallet, 300)
+    assert api.call("POST", f"/orders/{order}/pay").get_json()["status"] == "rejected"
+    with sessions.begin() as session:
+        adjust(
+            session,
+            wallet_id=uuid.UUID(wallet),
+            direction=Direction.CREDIT,
+            amount_minor=500,
+            reason="a top-up",
+            actor="tests",
+        )
+
+    paid = api.call("POST", f"/orders/{order}/pay")
+    again = api.call("POST", f"/orders/{order}/pay")
+
+    assert paid.status_code == 200
+    assert (paid.get_json()["status"], paid.get_json()["reason"]) == ("paid", None)
+    assert again.get_json()["status"] == "paid"
+    assert api.balance(wallet) == 300
+
+
 def test_partial_refunds_never_exceed_what_was_paid(api):
     wallet = api.wallet(funded_minor=1000)
     order = api.order(wallet, 500)

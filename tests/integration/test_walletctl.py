@@ -318,7 +318,8 @@ def test_every_command_takes_json(walletctl):
         "db upgrade", "wallet create", "wallet show", "wallet burn", "adjust", "verify",
         "webhook send", "token", "scheduler", "relay", "dlq list", "dlq replay",
         "contact set", "contact show", "contact remove", "plan set", "plan list",
-        "owner set", "owner show",
+        "owner set", "owner show", "review list", "review show", "review resolve",
+        "reconcile run", "reconcile list", "reconcile show", "catch-up",
     ]  # fmt: skip
     for path, command in found:
         assert "--json" in {opt for param in command.params for opt in param.opts}, path

@@ -36,6 +36,11 @@ def webhook() -> None:
     show_default=True,
 )
 @click.option("--event-id", help="The gateway's event id (default: a new one).")
+@click.option(
+    "--payment-id",
+    help="The gateway's payment id; for a refund, the captured payment it refunds "
+    "(the payment id a capture's send printed). Default: a new one.",
+)
 @click.option("--url", help="Receiver URL (default: http://127.0.0.1:$PORT/webhooks/<gateway>).")
 @pass_context
 def send(
@@ -46,6 +51,7 @@ def send(
     reference: str,
     kind: str,
     event_id: str | None,
+    payment_id: str | None,
     url: str | None,
 ) -> None:
     """Build a realistic GATEWAY event, sign it with the configured secret, post it."""
@@ -65,6 +71,7 @@ def send(
             reference=reference,
             event_id=event_id,
             kind=EventKind(kind),
+            payment_id=payment_id,
         )
     except GatewayUnknown as exc:
         raise CommandFailed(f"{exc}: set it to the secret the receiver uses.") from exc
@@ -86,7 +93,10 @@ def send(
         raise CommandFailed(
             f"could not reach {target} ({exc}): is the receiver running (`make run`)?"
         ) from exc
-    ctx.emit({"url": target, "status": status, "answer": text}, f"{status} {text.strip()}")
+    ctx.emit(
+        {"url": target, "status": status, "answer": text, "payment_id": sample.payment_id},
+        f"{status} {text.strip()} (payment {sample.payment_id})",
+    )
     if status >= 300:
         hint = ""
         if status == 401 and gateway == "payfast":

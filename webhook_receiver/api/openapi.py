@@ -10,10 +10,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from ledger import review
+from ledger.models import ReviewAction
+from ledger.review_reason import ReviewCode
 from webhook_receiver.api import (
     credits,
     orders,
     provisioning,
+    review_items,
     topups,
     transfers,
     usage,
@@ -320,6 +324,54 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+_REVIEW_ITEM = _object(
+    {
+        "id": {"type": "string", "pattern": "^(event|conflict)-[0-9]+$"},
+        "gateway": {"type": "string"},
+        "event_id": {"type": "string"},
+        "kind": {"type": "string"},
+        "payment_id": _NULLABLE_TEXT,
+        "amount_minor": _NULLABLE_MINOR,
+        "currency": _NULLABLE_TEXT,
+        "reference": _NULLABLE_TEXT,
+        "reason": {"type": "string"},
+        "reason_code": {"enum": [code.value for code in ReviewCode]},
+        "received_at": _TIME,
+    }
+)
+_RESOLUTION = _object(
+    {
+        "action": {"enum": [action.value for action in ReviewAction]},
+        "topup_id": {"type": ["string", "null"]},
+        "wallet_id": {"type": ["string", "null"]},
+        "transfer_id": _NULLABLE_MINOR,
+        "actor": {"type": "string"},
+        "note": {"type": "string"},
+        "resolved_at": _TIME,
+    }
+)
+SCHEMAS["ReviewItemList"] = _object({"items": {"type": "array", "items": _REVIEW_ITEM}})
+SCHEMAS["ReviewItem"] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"enum": ["open", "resolved"]},
+        "reason": {"type": "string"},
+        "reason_code": {"enum": [code.value for code in ReviewCode]},
+        "event": {"type": "object"},
+        "topup": {"type": ["object", "null"]},
+        "payload": {},
+        "conflicting_payload": {},
+        "resolution": {"oneOf": [{"type": "null"}, _RESOLUTION]},
+    },
+    "required": ["id", "status", "reason", "reason_code", "event", "topup", "resolution"],
+}
+SCHEMAS["ReviewResolution"] = {
+    **_RESOLUTION,
+    "properties": {"id": {"type": "string"}, **_RESOLUTION["properties"]},
+    "required": ["id", *_RESOLUTION["required"]],
+}
+
 _ERRORS = {
     "400": "Invalid request",
     "401": "Missing, malformed, expired or wrongly signed token",
@@ -397,6 +449,15 @@ def _statement_operation() -> dict[str, Any]:
     )
     operation["responses"]["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
     return operation
+
+
+def _item_id() -> dict[str, Any]:
+    return {
+        "name": "item_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^(event|conflict)-[0-9]{1,18}$"},
+    }
 
 
 def _path_id(name: str) -> dict[str, Any]:
@@ -644,6 +705,55 @@ def document(gateways: list[str]) -> dict[str, Any]:
                 202,
                 "UsageAnswer",
                 {"oneOf": [usage.CREATE, _usage_batch()]},
+                idempotent=True,
+            ),
+        },
+        "/api/v1/review-items": {
+            "get": _operation(
+                "Open review items: parked gateway events and payload conflicts",
+                "admin",
+                200,
+                "ReviewItemList",
+                parameters=[
+                    {
+                        "name": "gateway",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": "^[a-z]{2,32}$"},
+                    },
+                    {
+                        "name": "reason",
+                        "in": "query",
+                        "schema": {"enum": [code.value for code in ReviewCode]},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": review.LIST_LIMIT_MAX,
+                        },
+                    },
+                ],
+            ),
+        },
+        "/api/v1/review-items/{item_id}": {
+            "get": _operation(
+                "A review item in full: event, reason, top-up, payload, resolution",
+                "admin",
+                200,
+                "ReviewItem",
+                parameters=[_item_id()],
+            ),
+        },
+        "/api/v1/review-items/{item_id}/resolve": {
+            "post": _operation(
+                "Resolve a review item once: credit its top-up or a wallet, or dismiss it",
+                "admin",
+                200,
+                "ReviewResolution",
+                review_items.RESOLVE,
+                parameters=[_item_id()],
                 idempotent=True,
             ),
         },

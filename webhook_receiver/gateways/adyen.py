@@ -103,6 +103,7 @@ class AdyenAdapter(GatewayAdapter):
             payment_method=_payment_method(item),
             occurred_at=occurred_at,
             payload=item,
+            refund_id=psp_reference if event_code in _REFUND_CODES else None,
         )
 
     @classmethod
@@ -116,6 +117,7 @@ class AdyenAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         """`event_id` becomes the pspReference; the dedupe key appends the event code."""
         moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
@@ -133,12 +135,16 @@ class AdyenAdapter(GatewayAdapter):
             "merchantAccountCode": "WalletpipeECOM",
             "merchantReference": reference,
             "paymentMethod": "visa",
-            "pspReference": event_id or str(random.randint(10**15, 10**16 - 1)),  # noqa: S311
+            "pspReference": event_id
+            or (None if event_code in ("REFUND", "CAPTURE") else payment_id)
+            or str(random.randint(10**15, 10**16 - 1)),  # noqa: S311
             "reason": "",
             "success": success,
         }
         if event_code in ("REFUND", "CAPTURE"):
-            item["originalReference"] = str(random.randint(10**15, 10**16 - 1))  # noqa: S311
+            item["originalReference"] = payment_id or str(
+                random.randint(10**15, 10**16 - 1)  # noqa: S311
+            )
         digest = hmac.new(
             bytes.fromhex(secret), signing_string(item).encode(), hashlib.sha256
         ).digest()
@@ -146,7 +152,12 @@ class AdyenAdapter(GatewayAdapter):
         body = json.dumps(
             {"live": "false", "notificationItems": [{"NotificationRequestItem": item}]}
         ).encode()
-        return SignedSample(body=body, headers={}, content_type="application/json")
+        return SignedSample(
+            body=body,
+            headers={},
+            content_type="application/json",
+            payment_id=item.get("originalReference") or item["pspReference"],
+        )
 
 
 def _kind(event_code: str, success: bool, value: int) -> EventKind:

@@ -26,6 +26,8 @@ class SignedSample:
     body: bytes
     headers: dict[str, str]
     content_type: str
+    #: The gateway's id of the payment the event is about (a refund's: the payment refunded).
+    payment_id: str | None = None
 
     def to_request(self, remote_addr: str | None = None) -> RawRequest:
         """The RawRequest a receiver would build from this sample sent from `remote_addr`."""
@@ -86,11 +88,13 @@ class GatewayAdapter(abc.ABC):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         """A realistic event of this gateway for `kind`, signed with `secret`.
 
         `secret` is what the gateway's secret setting holds; `now` (Unix seconds) fixes signed
-        timestamps. Raises ValueError for a kind or currency the gateway does not send.
+        timestamps; `payment_id` names the payment (a refund's: the one it refunds), else a
+        new one is made up. Raises ValueError for a kind or currency the gateway does not send.
         """
 
     def parse(self, request: RawRequest) -> list[GatewayEvent]:

@@ -157,6 +157,7 @@ class PayfastAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         """A signed ITN; the receiver accepts it only from an allowed network.
 
@@ -168,9 +169,11 @@ class PayfastAdapter(GatewayAdapter):
         if kind not in _SAMPLE_STATUS:
             raise ValueError(f"PayFast sends no ITN for {kind}")
         fee = amount_minor * 23 // 1000
+        # PayFast's payment id is also the ITN's dedupe key.
+        pf_payment_id = payment_id or event_id or str(random.randint(10**6, 10**8))  # noqa: S311
         fields = [
             ("m_payment_id", reference),
-            ("pf_payment_id", event_id or str(random.randint(10**6, 10**8))),  # noqa: S311
+            ("pf_payment_id", pf_payment_id),
             ("payment_status", _SAMPLE_STATUS[kind]),
             ("item_name", "Wallet top-up"),
             ("item_description", ""),
@@ -186,7 +189,12 @@ class PayfastAdapter(GatewayAdapter):
         ]
         fields.append(("signature", signature(fields, secret)))
         body = "&".join(f"{key}={urlencode(value)}" for key, value in fields).encode("ascii")
-        return SignedSample(body=body, headers={}, content_type="application/x-www-form-urlencoded")
+        return SignedSample(
+            body=body,
+            headers={},
+            content_type="application/x-www-form-urlencoded",
+            payment_id=pf_payment_id,
+        )
 
 
 def _form_fields(body: bytes) -> list[tuple[str, str]]:

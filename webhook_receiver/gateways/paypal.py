@@ -141,6 +141,11 @@ class PaypalAdapter(GatewayAdapter):
                 payment_method=_payment_method(resource),
                 occurred_at=occurred_at,
                 payload=body,
+                refund_id=(
+                    common.optional_identifier(resource.get("id"))
+                    if kind is EventKind.REFUND_SUCCEEDED
+                    else None
+                ),
             )
         ]
 
@@ -179,6 +184,7 @@ class PaypalAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
         private_key_pem: bytes | None = None,
         cert_url: str = SAMPLE_CERT_URL,
     ) -> SignedSample:
@@ -202,6 +208,7 @@ class PaypalAdapter(GatewayAdapter):
             event_id=event_id,
             kind=kind,
             now=now,
+            payment_id=payment_id,
         )
 
 

@@ -43,6 +43,7 @@ def signed_sample(
     event_id: str | None,
     kind: EventKind,
     now: float | None,
+    payment_id: str | None = None,
 ) -> SignedSample:
     """See PaypalAdapter.sample."""
     if private_key_pem is None:
@@ -55,7 +56,7 @@ def signed_sample(
     sent_at = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     sent_text = sent_at.isoformat(timespec="seconds").replace("+00:00", "Z")
     event_type, resource_type, status = _SAMPLE_EVENTS[kind]
-    capture_id = uuid.uuid4().hex[:17].upper()
+    capture_id = payment_id or uuid.uuid4().hex[:17].upper()
     resource: dict[str, Any] = {
         "id": capture_id if resource_type == "capture" else uuid.uuid4().hex[:17].upper(),
         "status": status,
@@ -89,7 +90,9 @@ def signed_sample(
         "PAYPAL-CERT-URL": cert_url,
         "PAYPAL-AUTH-ALGO": AUTH_ALGO,
     }
-    return SignedSample(body=body, headers=headers, content_type="application/json")
+    return SignedSample(
+        body=body, headers=headers, content_type="application/json", payment_id=capture_id
+    )
 
 
 @functools.lru_cache(maxsize=4)

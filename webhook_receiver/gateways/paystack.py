@@ -51,41 +51,7 @@ class PaystackAdapter(GatewayAdapter):
         if not common.hmac_matches(self._keys, request.body, [signature], "sha512"):
             raise SignatureInvalid("Paystack signature matches no configured secret")
 
-        body = common.load_json_object(request.body)
-        event = common.text(body.get("event"), "event")
-        data = body.get("data")
-        kind = _KINDS.get(event, EventKind.OTHER)
-        data_id = common.dig(data, "id")
-        if data_id is None and kind in _REFUNDS:
-            # Some refund events name the refund only by its reference.
-            data_id = common.dig(data, "refund_reference")
-        event_id = f"{event}:{common.identifier(data_id, 'data.id')}"
-        occurred_at = _occurred_at(data)
-        if kind is EventKind.OTHER:
-            return [common.ignored(self.name, event_id, occurred_at, body)]
-        if not isinstance(data, dict):
-            raise MalformedPayload("event carries no data object")
-
-        # A transaction's reference is what its refunds point back to.
-        if kind in _REFUNDS:
-            payment_id = data.get("transaction_reference")
-        else:
-            payment_id = data.get("reference")
-        channel = data.get("channel") or common.dig(data, "authorization", "channel")
-        return [
-            GatewayEvent(
-                gateway=self.name,
-                event_id=event_id,
-                kind=kind,
-                payment_id=common.identifier(payment_id, "payment id"),
-                amount_minor=common.amount_minor(data.get("amount")),
-                currency=common.currency_code(data.get("currency")),
-                reference=common.optional_identifier(_metadata(data).get("topup_id")),
-                payment_method=common.payment_method(channel),
-                occurred_at=occurred_at,
-                payload=body,
-            )
-        ]
+        return normalise(common.load_json_object(request.body))
 
     @classmethod
     def sample(
@@ -98,6 +64,7 @@ class PaystackAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         created = datetime.fromtimestamp(time.time() if now is None else now, UTC)
         stamp = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -106,7 +73,7 @@ class PaystackAdapter(GatewayAdapter):
             "id": event_id or transaction_id,
             "domain": "test",
             "status": "success" if kind is EventKind.PAYMENT_SUCCEEDED else "failed",
-            "reference": uuid.uuid4().hex[:10],
+            "reference": payment_id or uuid.uuid4().hex[:10],
             "amount": amount_minor,
             "currency": currency,
             "channel": "card",
@@ -122,7 +89,47 @@ class PaystackAdapter(GatewayAdapter):
         body = json.dumps({"event": _SAMPLE_EVENTS[kind], "data": data}).encode()
         signature = hmac.new(secret.encode(), body, hashlib.sha512).hexdigest()
         headers = {"x-paystack-signature": signature}
-        return SignedSample(body=body, headers=headers, content_type="application/json")
+        named = data.get("reference") or data.get("transaction_reference")
+        return SignedSample(
+            body=body, headers=headers, content_type="application/json", payment_id=named
+        )
+
+
+def normalise(body: dict[str, Any]) -> list[GatewayEvent]:
+    """The events a verified Paystack event body carries (the transactions API's objects fit
+    as its `data`); raises MalformedPayload."""
+    event = common.text(body.get("event"), "event")
+    data = body.get("data")
+    kind = _KINDS.get(event, EventKind.OTHER)
+    data_id = common.dig(data, "id")
+    if data_id is None and kind in _REFUNDS:
+        # Some refund events name the refund only by its reference.
+        data_id = common.dig(data, "refund_reference")
+    event_id = f"{event}:{common.identifier(data_id, 'data.id')}"
+    occurred_at = _occurred_at(data)
+    if kind is EventKind.OTHER:
+        return [common.ignored(PaystackAdapter.name, event_id, occurred_at, body)]
+    if not isinstance(data, dict):
+        raise MalformedPayload("event carries no data object")
+
+    # A transaction's reference is what its refunds point back to.
+    payment_id = data.get("transaction_reference" if kind in _REFUNDS else "reference")
+    channel = data.get("channel") or common.dig(data, "authorization", "channel")
+    return [
+        GatewayEvent(
+            gateway=PaystackAdapter.name,
+            event_id=event_id,
+            kind=kind,
+            payment_id=common.identifier(payment_id, "payment id"),
+            amount_minor=common.amount_minor(data.get("amount")),
+            currency=common.currency_code(data.get("currency")),
+            reference=common.optional_identifier(_metadata(data).get("topup_id")),
+            payment_method=common.payment_method(channel),
+            occurred_at=occurred_at,
+            payload=body,
+            refund_id=str(data_id) if kind in _REFUNDS else None,
+        )
+    ]
 
 
 def _occurred_at(data: Any) -> datetime | None:

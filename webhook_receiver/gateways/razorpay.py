@@ -51,35 +51,7 @@ class RazorpayAdapter(GatewayAdapter):
         event_id = common.identifier(
             request.header("x-razorpay-event-id"), "x-razorpay-event-id header"
         )
-        body = common.load_json_object(request.body)
-        kind = _KINDS.get(common.text(body.get("event"), "event"), EventKind.OTHER)
-        occurred_at = common.epoch_time(body.get("created_at"))
-        if kind is EventKind.OTHER:
-            return [common.ignored(self.name, event_id, occurred_at, body)]
-
-        payment = common.dig(body, "payload", "payment", "entity")
-        is_refund = kind in (EventKind.REFUND_SUCCEEDED, EventKind.REFUND_FAILED)
-        entity = common.dig(body, "payload", "refund", "entity") if is_refund else payment
-        if not isinstance(entity, dict):
-            raise MalformedPayload("event carries no payment or refund entity")
-        payment_id = entity.get("payment_id") if is_refund else entity.get("id")
-        reference = common.dig(payment, "notes", "topup_id") or common.dig(
-            entity, "notes", "topup_id"
-        )
-        return [
-            GatewayEvent(
-                gateway=self.name,
-                event_id=event_id,
-                kind=kind,
-                payment_id=common.identifier(payment_id, "payment id"),
-                amount_minor=common.amount_minor(entity.get("amount")),
-                currency=common.currency_code(entity.get("currency")),
-                reference=common.optional_identifier(reference),
-                payment_method=_payment_method(payment),
-                occurred_at=occurred_at,
-                payload=body,
-            )
-        ]
+        return normalise(event_id, common.load_json_object(request.body))
 
     @classmethod
     def sample(
@@ -92,9 +64,10 @@ class RazorpayAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         created_at = int(time.time() if now is None else now)
-        payment_id = f"pay_{uuid.uuid4().hex[:14]}"
+        payment_id = payment_id or f"pay_{uuid.uuid4().hex[:14]}"
         payment: dict[str, Any] = {
             "id": payment_id,
             "entity": "payment",
@@ -134,7 +107,41 @@ class RazorpayAdapter(GatewayAdapter):
             "X-Razorpay-Signature": signature,
             "X-Razorpay-Event-Id": event_id or uuid.uuid4().hex[:14],
         }
-        return SignedSample(body=body, headers=headers, content_type="application/json")
+        return SignedSample(
+            body=body, headers=headers, content_type="application/json", payment_id=payment_id
+        )
+
+
+def normalise(event_id: str, body: dict[str, Any]) -> list[GatewayEvent]:
+    """The events a verified Razorpay event body carries under `event_id` (Razorpay sends the
+    id in a header); raises MalformedPayload."""
+    kind = _KINDS.get(common.text(body.get("event"), "event"), EventKind.OTHER)
+    occurred_at = common.epoch_time(body.get("created_at"))
+    if kind is EventKind.OTHER:
+        return [common.ignored(RazorpayAdapter.name, event_id, occurred_at, body)]
+
+    payment = common.dig(body, "payload", "payment", "entity")
+    is_refund = kind in (EventKind.REFUND_SUCCEEDED, EventKind.REFUND_FAILED)
+    entity = common.dig(body, "payload", "refund", "entity") if is_refund else payment
+    if not isinstance(entity, dict):
+        raise MalformedPayload("event carries no payment or refund entity")
+    payment_id = entity.get("payment_id") if is_refund else entity.get("id")
+    reference = common.dig(payment, "notes", "topup_id") or common.dig(entity, "notes", "topup_id")
+    return [
+        GatewayEvent(
+            gateway=RazorpayAdapter.name,
+            event_id=event_id,
+            kind=kind,
+            payment_id=common.identifier(payment_id, "payment id"),
+            amount_minor=common.amount_minor(entity.get("amount")),
+            currency=common.currency_code(entity.get("currency")),
+            reference=common.optional_identifier(reference),
+            payment_method=_payment_method(payment),
+            occurred_at=occurred_at,
+            payload=body,
+            refund_id=common.optional_identifier(entity.get("id")) if is_refund else None,
+        )
+    ]
 
 
 def _payment_method(payment: Any) -> str | None:

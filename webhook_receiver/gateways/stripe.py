@@ -66,37 +66,7 @@ class StripeAdapter(GatewayAdapter):
             raise SignatureInvalid("Stripe signature matches no configured secret")
         common.check_tolerance(int(timestamp), self._clock(), self._tolerance_s)
 
-        body = common.load_json_object(request.body)
-        event_id = common.identifier(body.get("id"), "event id")
-        event_type = common.text(body.get("type"), "event type")
-        occurred_at = common.epoch_time(body.get("created"))
-        obj = common.dig(body, "data", "object")
-        kind = _kind(event_type, obj, common.dig(body, "data", "previous_attributes"))
-        if kind is EventKind.OTHER:
-            return [common.ignored(self.name, event_id, occurred_at, body)]
-        if not isinstance(obj, dict):
-            raise MalformedPayload("event carries no data.object")
-
-        if event_type in _REFUND_EVENTS:
-            payment_id = obj.get("payment_intent") or obj.get("charge")
-            amount = obj.get("amount")
-        else:
-            payment_id = obj.get("id")
-            amount = obj.get("amount_received") or obj.get("amount")
-        return [
-            GatewayEvent(
-                gateway=self.name,
-                event_id=event_id,
-                kind=kind,
-                payment_id=common.identifier(payment_id, "payment id"),
-                amount_minor=common.amount_minor(amount),
-                currency=common.currency_code(obj.get("currency")),
-                reference=common.optional_identifier(common.dig(obj, "metadata", "topup_id")),
-                payment_method=_payment_method(obj),
-                occurred_at=occurred_at,
-                payload=body,
-            )
-        ]
+        return normalise(common.load_json_object(request.body))
 
     @classmethod
     def sample(
@@ -109,9 +79,10 @@ class StripeAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         created = int(time.time() if now is None else now)
-        intent_id = f"pi_{uuid.uuid4().hex[:24]}"
+        intent_id = payment_id or f"pi_{uuid.uuid4().hex[:24]}"
         data: dict[str, Any]
         if kind in (EventKind.REFUND_SUCCEEDED, EventKind.REFUND_FAILED):
             status = "succeeded" if kind is EventKind.REFUND_SUCCEEDED else "failed"
@@ -163,7 +134,47 @@ class StripeAdapter(GatewayAdapter):
         signed = f"{created}.".encode() + body
         signature = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
         headers = {"Stripe-Signature": f"t={created},v1={signature}"}
-        return SignedSample(body=body, headers=headers, content_type="application/json")
+        return SignedSample(
+            body=body, headers=headers, content_type="application/json", payment_id=intent_id
+        )
+
+
+def normalise(body: dict[str, Any]) -> list[GatewayEvent]:
+    """The events a verified Stripe event object (a webhook's body, or an item of the events
+    list API) carries; raises MalformedPayload."""
+    event_id = common.identifier(body.get("id"), "event id")
+    event_type = common.text(body.get("type"), "event type")
+    occurred_at = common.epoch_time(body.get("created"))
+    obj = common.dig(body, "data", "object")
+    kind = _kind(event_type, obj, common.dig(body, "data", "previous_attributes"))
+    if kind is EventKind.OTHER:
+        return [common.ignored(StripeAdapter.name, event_id, occurred_at, body)]
+    if not isinstance(obj, dict):
+        raise MalformedPayload("event carries no data.object")
+
+    if event_type in _REFUND_EVENTS:
+        payment_id = obj.get("payment_intent") or obj.get("charge")
+        amount = obj.get("amount")
+    else:
+        payment_id = obj.get("id")
+        amount = obj.get("amount_received") or obj.get("amount")
+    return [
+        GatewayEvent(
+            gateway=StripeAdapter.name,
+            event_id=event_id,
+            kind=kind,
+            payment_id=common.identifier(payment_id, "payment id"),
+            amount_minor=common.amount_minor(amount),
+            currency=common.currency_code(obj.get("currency")),
+            reference=common.optional_identifier(common.dig(obj, "metadata", "topup_id")),
+            payment_method=_payment_method(obj),
+            occurred_at=occurred_at,
+            payload=body,
+            refund_id=(
+                common.optional_identifier(obj.get("id")) if event_type in _REFUND_EVENTS else None
+            ),
+        )
+    ]
 
 
 def _signature_header(value: str | None) -> tuple[str, list[bytes]]:

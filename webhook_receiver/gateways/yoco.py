@@ -114,10 +114,11 @@ class YocoAdapter(GatewayAdapter):
         event_id: str | None = None,
         kind: EventKind = EventKind.PAYMENT_SUCCEEDED,
         now: float | None = None,
+        payment_id: str | None = None,
     ) -> SignedSample:
         timestamp = int(time.time() if now is None else now)
         created = datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
-        payment_id = f"p_{uuid.uuid4().hex[:24]}"
+        payment_id = payment_id or f"p_{uuid.uuid4().hex[:24]}"
         payload: dict[str, Any] = {
             "id": payment_id,
             "type": "payment",
@@ -145,7 +146,9 @@ class YocoAdapter(GatewayAdapter):
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature((secret_key(secret),), msg_id, timestamp, body),
         }
-        return SignedSample(body=body, headers=headers, content_type="application/json")
+        return SignedSample(
+            body=body, headers=headers, content_type="application/json", payment_id=payment_id
+        )
 
 
 def _signatures(value: str | None) -> list[bytes]:

@@ -11,7 +11,7 @@ and auto top-up rules.
   balances at a time read a range of it by index, never the wallet's whole history.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 """
 
 import importlib.util
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0009"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
