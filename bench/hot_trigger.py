@@ -71,6 +71,7 @@ UPDATE accounts SET credits_posted = credits_posted + {batch}, paid_minor = paid
 END;
 """
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32, help="transfers per statement")
