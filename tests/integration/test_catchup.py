@@ -112,7 +112,7 @@ def test_stripe_events_are_paged_through_and_recorded_once(run, sessions, topup,
         return 200, {"object": "list", "url": "/v1/events", "has_more": more, "data": data}
 
     with fake_api({"/v1/events": events}) as api:
-        monkeypatch.setenv("STRIPE_API_URL", api.url)
+        monkeypatch.setenv("STRIPE_API_BASE", api.url)
         monkeypatch.setenv("STRIPE_API_KEY", "sk_test_catchup")
         first = run("catch-up", "stripe", "--since", "24h")
         second = run("catch-up", "stripe", "--since", "24h")
@@ -173,7 +173,7 @@ def test_razorpay_payments_are_paged_by_skip_and_a_late_webhook_credits_once(
         return 200, {"entity": "collection", "count": 0, "items": []}
 
     with fake_api({"/v1/payments": payments, "/v1/refunds": refunds}) as api:
-        monkeypatch.setenv("RAZORPAY_API_URL", api.url)
+        monkeypatch.setenv("RAZORPAY_API_BASE", api.url)
         monkeypatch.setenv("RAZORPAY_KEY_ID", "rzp_test_key")
         monkeypatch.setenv("RAZORPAY_KEY_SECRET", "rzp_test_secret")
         caught = run("catch-up", "razorpay", "--since", "2h")
@@ -235,7 +235,7 @@ def test_paystack_transactions_page_by_page_count(run, sessions, topup, monkeypa
         }
 
     with fake_api({"/transaction": transactions}) as api:
-        monkeypatch.setenv("PAYSTACK_API_URL", api.url)
+        monkeypatch.setenv("PAYSTACK_API_BASE", api.url)
         monkeypatch.setenv("PAYSTACK_SECRET_KEY", "sk_test_paystack")
         caught = run("catch-up", "paystack", "--since", "2026-11-22T00:00:00Z")
 
@@ -250,7 +250,7 @@ def test_paystack_transactions_page_by_page_count(run, sessions, topup, monkeypa
 
 def test_a_refused_key_is_explained(run, monkeypatch):
     with fake_api({"/v1/events": lambda query: (401, {"error": {"message": "bad key"}})}) as api:
-        monkeypatch.setenv("STRIPE_API_URL", api.url)
+        monkeypatch.setenv("STRIPE_API_BASE", api.url)
         monkeypatch.setenv("STRIPE_API_KEY", "sk_test_wrong")
         refused = CliRunner().invoke(cli, ["catch-up", "stripe", "--since", "1h"])
 

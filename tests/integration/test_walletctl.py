@@ -315,7 +315,9 @@ def test_every_command_takes_json(walletctl):
 
     found = list(leaves(cli, []))
     assert [" ".join(path) for path, _ in found] == [
-        "db upgrade", "wallet create", "wallet show", "wallet burn", "adjust", "verify",
+        "db upgrade", "wallet create", "wallet show", "wallet burn", "wallet statement",
+        "wallet balance", "adjust", "grant", "monitor add", "monitor list", "monitor remove",
+        "autotopup set", "autotopup show", "autotopup remove", "verify",
         "webhook send", "token", "scheduler", "relay", "dlq list", "dlq replay",
         "contact set", "contact show", "contact remove", "plan set", "plan list",
         "owner set", "owner show", "review list", "review show", "review resolve",

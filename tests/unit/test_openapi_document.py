@@ -54,7 +54,7 @@ def test_every_api_route_the_app_serves_is_documented(export):
     app = create_app(ReceiverSettings(database_url="postgresql://127.0.0.1:1/unused"))
     paths = committed()["paths"]
     routes = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1/")]
-    assert len(routes) == 20
+    assert len(routes) >= 20  # the url map was read, not an empty one
     for rule in routes:
         path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:

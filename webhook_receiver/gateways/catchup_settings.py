@@ -11,9 +11,9 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-STRIPE_API_URL_DEFAULT = "https://api.stripe.com"
-RAZORPAY_API_URL_DEFAULT = "https://api.razorpay.com"
-PAYSTACK_API_URL_DEFAULT = "https://api.paystack.co"
+STRIPE_API_BASE_DEFAULT = "https://api.stripe.com"
+RAZORPAY_API_BASE_DEFAULT = "https://api.razorpay.com"
+PAYSTACK_API_BASE_DEFAULT = "https://api.paystack.co"
 
 
 def _url(name: str, value: str) -> str:
@@ -25,19 +25,20 @@ def _url(name: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class CatchupSettings:
-    stripe_api_url: str = STRIPE_API_URL_DEFAULT
+    stripe_api_base: str = STRIPE_API_BASE_DEFAULT
     stripe_api_key: str | None = field(default=None, repr=False)
-    razorpay_api_url: str = RAZORPAY_API_URL_DEFAULT
+    razorpay_api_base: str = RAZORPAY_API_BASE_DEFAULT
     razorpay_key_id: str | None = None
     razorpay_key_secret: str | None = field(default=None, repr=False)
-    paystack_api_url: str = PAYSTACK_API_URL_DEFAULT
+    paystack_api_base: str = PAYSTACK_API_BASE_DEFAULT
     paystack_secret_key: str | None = field(default=None, repr=False)
     timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> CatchupSettings:
-        """Read STRIPE_API_*, RAZORPAY_KEY_*, PAYSTACK_SECRET_KEY and the *_API_URL variables;
-        ValueError names a bad one."""
+        """Read STRIPE_API_*, RAZORPAY_KEY_*, PAYSTACK_SECRET_KEY and the *_API_BASE variables
+        (unset or empty: the gateway's own); ValueError names a bad one. STRIPE_API_BASE and
+        STRIPE_API_KEY are the ones workers.stripe_charges reads too."""
         timeout = environ.get("CATCHUP_TIMEOUT_S", "10")
         try:
             timeout_s = float(timeout)
@@ -48,17 +49,17 @@ class CatchupSettings:
         if not 0 < timeout_s <= 120:
             raise ValueError("CATCHUP_TIMEOUT_S must be above 0 and at most 120")
         return cls(
-            stripe_api_url=_url(
-                "STRIPE_API_URL", environ.get("STRIPE_API_URL", STRIPE_API_URL_DEFAULT)
+            stripe_api_base=_url(
+                "STRIPE_API_BASE", environ.get("STRIPE_API_BASE") or STRIPE_API_BASE_DEFAULT
             ),
             stripe_api_key=environ.get("STRIPE_API_KEY") or None,
-            razorpay_api_url=_url(
-                "RAZORPAY_API_URL", environ.get("RAZORPAY_API_URL", RAZORPAY_API_URL_DEFAULT)
+            razorpay_api_base=_url(
+                "RAZORPAY_API_BASE", environ.get("RAZORPAY_API_BASE") or RAZORPAY_API_BASE_DEFAULT
             ),
             razorpay_key_id=environ.get("RAZORPAY_KEY_ID") or None,
             razorpay_key_secret=environ.get("RAZORPAY_KEY_SECRET") or None,
-            paystack_api_url=_url(
-                "PAYSTACK_API_URL", environ.get("PAYSTACK_API_URL", PAYSTACK_API_URL_DEFAULT)
+            paystack_api_base=_url(
+                "PAYSTACK_API_BASE", environ.get("PAYSTACK_API_BASE") or PAYSTACK_API_BASE_DEFAULT
             ),
             paystack_secret_key=environ.get("PAYSTACK_SECRET_KEY") or None,
             timeout_s=timeout_s,

@@ -32,7 +32,7 @@ def fetch(settings: CatchupSettings, since: datetime) -> list[Found]:
     for page in range(1, PAGES_MAX + 1):
         params = [("from", start), ("perPage", str(PAGE_SIZE)), ("page", str(page))]
         answer = get_json(
-            f"{settings.paystack_api_url}/transaction",
+            f"{settings.paystack_api_base}/transaction",
             params,
             headers,
             timeout_s=settings.timeout_s,

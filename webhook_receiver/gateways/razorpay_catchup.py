@@ -59,7 +59,7 @@ def _listed(
             ("skip", str(page * PAGE_SIZE)),
         ]
         answer = get_json(
-            f"{settings.razorpay_api_url}/v1/{what}", params, headers, timeout_s=settings.timeout_s
+            f"{settings.razorpay_api_base}/v1/{what}", params, headers, timeout_s=settings.timeout_s
         )
         batch = answer.get("items")
         if not isinstance(batch, list):

@@ -39,7 +39,7 @@ def fetch(settings: CatchupSettings, since: datetime) -> list[Found]:
         if after is not None:
             params.append(("starting_after", after))
         page = get_json(
-            f"{settings.stripe_api_url}/v1/events", params, headers, timeout_s=settings.timeout_s
+            f"{settings.stripe_api_base}/v1/events", params, headers, timeout_s=settings.timeout_s
         )
         data = page.get("data")
         if not isinstance(data, list):
