@@ -31,7 +31,7 @@ HEADER = (
 
 
 @pytest.fixture
-def pipeline(fresh_database_url, broker_url, redis_client, tmp_path):
+def pipeline(fresh_database_url, broker_url, tmp_path):
     env = process_env(fresh_database_url, broker_url, WEB_CONCURRENCY="1")
     subprocess.run([str(BIN / "walletctl"), "db", "upgrade"], env=env, check=True, timeout=120)
     web, url = start_web(env, tmp_path / "gunicorn.log")
